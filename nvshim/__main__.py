@@ -1,0 +1,7 @@
+"""``python -m nvshim``: the runtime command."""
+
+import sys
+
+from nvshim._cli import main
+
+sys.exit(main())

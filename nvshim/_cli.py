@@ -1,0 +1,79 @@
+"""The ``nvshim`` command: the OCI runtime entry point.
+
+Kept free of heavy imports: every runtime call an engine makes (``state``,
+``start``, ``kill``, ``delete`` ...) goes through here and must cost little
+more than starting Python.  Only ``create``/``run`` and ``--version`` load the
+plugin machinery (:mod:`nvshim.runtime`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from nvshim._argv import ArgvError, parse_args
+from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from
+from nvshim._log import Logger, stderr_line
+from nvshim._lookup import RuntimeNotFound, find_runtime
+
+
+def _fail(line: str, log_file: str | None, log_format: str) -> int:
+    """Report a failure in one line on stderr and in runc's ``--log`` file."""
+    stderr_line(line)
+    if log_file:
+        logger = Logger("error")
+        logger.add_file(log_file, "json" if log_format == "json" else "text")
+        logger.error("%s", line)
+        logger.close()
+    return 1
+
+
+def _pass_through(argv: Sequence[str], log_file: str | None, log_format: str) -> int:
+    """Exec the runtime with the same arguments; the config only picks which one."""
+    try:
+        raw = read_toml(config_path())
+    except ConfigError:
+        # A broken config must not stop `delete` or `state`: the engine could
+        # no longer clean up.  Create refuses it; here the defaults do.
+        raw = None
+    try:
+        runtime = find_runtime(runtimes_from(raw), self_paths=(argv[0],))
+    except RuntimeNotFound as exc:
+        return _fail(f"nvshim: cannot find the low-level runtime: {exc}", log_file, log_format)
+    try:
+        os.execv(runtime, [runtime, *argv[1:]])
+    except OSError as exc:
+        return _fail(
+            f"nvshim: cannot exec {runtime}: {exc.strerror or exc}", log_file, log_format
+        )
+    return 1  # pragma: no cover - execv does not return
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run nvshim with ``argv`` (default ``sys.argv``); returns only on failure."""
+    argv = list(sys.argv if argv is None else argv)
+    if not argv:
+        argv = ["nvshim"]
+    try:
+        args = parse_args(argv[1:])
+    except ArgvError as exc:
+        return _fail(f"nvshim: bad arguments: {exc}", None, "text")
+    if not (args.is_create or args.version):
+        return _pass_through(argv, args.log_file, args.log_format)
+
+    from nvshim.errors import NvshimError
+    from nvshim.runtime import build_runtime
+
+    runtime = None
+    try:
+        runtime = build_runtime(argv)
+        runtime.run()
+    except NvshimError as exc:
+        if runtime is not None:
+            runtime.logger.error("%s", exc.line)
+            runtime.logger.close()
+            stderr_line(exc.line)
+            return 1
+        return _fail(exc.line, args.log_file, args.log_format)
+    return 1  # pragma: no cover - run() execs or raises

@@ -1,0 +1,1 @@
+"""``nvshim-ctl``: tooling around the nvshim runtime."""

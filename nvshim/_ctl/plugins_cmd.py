@@ -1,0 +1,89 @@
+"""``nvshim-ctl plugins``: every modifier with its status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``plugins`` command."""
+    parser = subparsers.add_parser(
+        "plugins", help="list the modifier plugins, their order and status"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--config", help="config.toml to use (default: as the runtime)")
+    parser.set_defaults(func=run)
+
+
+def _hooks_of(pm: object, plugin_name: str) -> list[str]:
+    import pluggy
+
+    assert isinstance(pm, pluggy.PluginManager)
+    plugin = pm.get_plugin(plugin_name)
+    if plugin is None:
+        return []
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+
+
+def run(namespace: argparse.Namespace) -> int:
+    """List modifiers; works even when plugins are broken."""
+    from nvshim.config import ConfigError, load_config
+    from nvshim.runtime import load_modifiers
+
+    try:
+        config = load_config(namespace.config)
+    except ConfigError as exc:
+        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+        return 1
+    pm, modifiers = load_modifiers(config)
+    rows = []
+    for info in modifiers.all():
+        row = info.to_json()
+        row["hooks"] = _hooks_of(pm, info.plugin.name)
+        rows.append(row)
+    listed = {info.plugin.name for info in modifiers.all()}
+    for plugin in modifiers.plugins:
+        if plugin.name in listed:
+            continue
+        status = (
+            f"broken: {plugin.error}" if plugin.error else "disabled" if plugin.disabled else "active"
+        )
+        rows.append(
+            {
+                "name": plugin.name,
+                "order": None,
+                "description": "",
+                "plugin": plugin.name,
+                "distribution": plugin.dist,
+                "version": plugin.version,
+                "status": status,
+                "overrides": [],
+                "config_table": None,
+                "hooks": _hooks_of(pm, plugin.name),
+            }
+        )
+    problems = [e for e in modifiers.errors if "is broken" not in e]
+    if namespace.json:
+        json.dump({"modifiers": rows, "errors": list(modifiers.errors)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    header = ("NAME", "ORDER", "DISTRIBUTION", "VERSION", "STATUS")
+    table = [header] + [
+        (
+            r["name"],
+            "" if r["order"] is None else str(r["order"]),
+            r["distribution"] or "-",
+            r["version"] or "-",
+            r["status"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        sys.stdout.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
+    for problem in problems:
+        sys.stdout.write(f"error: {problem}\n")
+    return 0

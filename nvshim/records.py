@@ -1,0 +1,195 @@
+"""Records that describe what a modifier adds to a spec: mounts, devices, hooks.
+
+They are frozen, validated attrs classes.  A private cattrs converter turns them
+into the JSON objects of the OCI runtime spec (``fileMode``, ...) and back; it is
+built on first use so that code which never converts a record never imports
+cattrs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    import cattrs
+
+__all__ = ["HOOK_STAGES", "Device", "Hook", "Mount", "check_container_path"]
+
+#: The OCI hook stages, in the order runc runs them.
+HOOK_STAGES: tuple[str, ...] = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+
+DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
+
+
+def check_container_path(path: object, what: str = "container path") -> str:
+    """Return ``path`` if it is an absolute path without ``..`` components.
+
+    Raises :class:`ValueError` naming ``what`` otherwise.  Container paths come
+    from images, CSV files and CDI specs; a relative path or a ``..`` could make
+    a mount or a hook land outside the place it was meant for.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what} must be a non-empty string, got {path!r}")
+    if not path.startswith("/"):
+        raise ValueError(f"{what} {path!r} is not absolute")
+    if "\0" in path:
+        raise ValueError(f"{what} {path!r} contains a NUL byte")
+    if ".." in path.split("/"):
+        raise ValueError(f"{what} {path!r} contains a '..' component")
+    return path
+
+
+def _container_path(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_container_path(value, attribute.name)
+
+
+def _host_path(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{attribute.name} must be an absolute path, got {value!r}")
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # A lone string is almost always a mistake for a one-element list.
+        raise TypeError(f"expected a sequence of strings, got the string {value!r}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"expected strings, got {item!r}")
+    return items
+
+
+def _optional_int(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(f"{attribute.name} must be an int or None, got {value!r}")
+
+
+def _int(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{attribute.name} must be a non-negative int, got {value!r}")
+
+
+@attrs.frozen
+class Mount:
+    """A mount in ``mounts``.
+
+    :param destination: absolute path inside the container (no ``..``).
+    :param source: host path, or a device / pseudo file system name.
+    :param type: file system type (``bind``, ``proc``, ``tmpfs`` ...).
+    :param options: mount options, in order (``("ro", "nosuid", "bind")``).
+    """
+
+    destination: str = attrs.field(validator=_container_path)
+    source: str | None = None
+    type: str | None = None
+    options: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+
+
+@attrs.frozen
+class Device:
+    """A device node in ``linux.devices``.
+
+    :param path: absolute path of the node inside the container.
+    :param type: ``c`` (character), ``b`` (block), ``u`` (unbuffered) or ``p`` (FIFO).
+    :param major: major number.
+    :param minor: minor number.
+    :param file_mode: permission bits of the node (``fileMode``).
+    :param uid: owner of the node inside the container.
+    :param gid: group of the node inside the container.
+    :param access: cgroup access granted by the allow rule that
+        :meth:`nvshim.Spec.add_device` adds for ``c`` and ``b`` devices.
+    """
+
+    path: str = attrs.field(validator=_container_path)
+    type: str = attrs.field(validator=attrs.validators.in_(DEVICE_TYPES))
+    major: int = attrs.field(validator=_int)
+    minor: int = attrs.field(validator=_int)
+    file_mode: int | None = attrs.field(default=None, validator=_optional_int)
+    uid: int | None = attrs.field(default=None, validator=_optional_int)
+    gid: int | None = attrs.field(default=None, validator=_optional_int)
+    access: str = attrs.field(default="rwm", kw_only=True)
+
+    @access.validator
+    def _check_access(self, _attribute: attrs.Attribute[str], value: str) -> None:
+        if not value or set(value) - set("rwm"):
+            raise ValueError(f"access must be made of 'r', 'w' and 'm', got {value!r}")
+
+
+@attrs.frozen
+class Hook:
+    """An OCI hook: a host program that runc runs at one of the hook stages.
+
+    :param path: absolute host path of the program.
+    :param args: its argv, ``args[0]`` included (as ``execv`` takes it).
+    :param env: its environment, ``NAME=value`` strings; nothing is inherited.
+    :param timeout: seconds after which runc kills it; ``None`` for no limit.
+    """
+
+    path: str = attrs.field(validator=_host_path)
+    args: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    timeout: int | None = attrs.field(default=None, validator=_optional_int)
+
+    @timeout.validator
+    def _check_timeout(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and value <= 0:
+            raise ValueError(f"timeout must be positive, got {value!r}")
+
+
+# OCI JSON names of the fields whose Python names differ.
+_JSON_NAMES = {"file_mode": "fileMode"}
+# Fields that are ours, not the OCI object's.
+_NOT_IN_JSON = {Device: {"access"}}
+
+
+@functools.lru_cache(maxsize=None)
+def _converter() -> cattrs.Converter:
+    """Build the private converter (never cattrs' global one)."""
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+    conv = cattrs.Converter(omit_if_default=True)
+    conv.register_unstructure_hook(tuple, list)
+    for cls in (Mount, Device, Hook):
+        skip = _NOT_IN_JSON.get(cls, set())  # type: ignore[call-overload]
+        overrides = {}
+        for field in attrs.fields(cls):
+            if field.name in skip:
+                overrides[field.name] = override(omit=True)
+            elif field.name in _JSON_NAMES:
+                overrides[field.name] = override(rename=_JSON_NAMES[field.name])
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **overrides))
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **overrides))
+    return conv
+
+
+def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
+    """The OCI JSON object for ``record`` (fields left at their default are omitted)."""
+    data: dict[str, Any] = _converter().unstructure(record)
+    if isinstance(record, Mount):
+        # OCI order: destination, type, source, options (as runc spec writes it).
+        order = ("destination", "type", "source", "options")
+        data = {key: data[key] for key in order if key in data}
+    elif isinstance(record, Device):
+        # major and minor are required even when zero.
+        data["major"] = record.major
+        data["minor"] = record.minor
+        order = ("path", "type", "major", "minor", "fileMode", "uid", "gid")
+        data = {key: data[key] for key in order if key in data}
+    return data
+
+
+def from_json(cls: type[Mount] | type[Device] | type[Hook], data: dict[str, Any]) -> Any:
+    """Build a record of ``cls`` from an OCI JSON object (unknown keys ignored)."""
+    known = {_JSON_NAMES.get(f.name, f.name) for f in attrs.fields(cls)}
+    return _converter().structure({k: v for k, v in data.items() if k in known}, cls)

@@ -1,0 +1,478 @@
+"""The OCI spec (a bundle's ``config.json``) as modifiers see it.
+
+:class:`Spec` wraps the parsed JSON object and is the single copy that is
+written back: every field nvshim does not model survives with its value, its
+key order and its nulls.  Modifiers change it only through the methods below,
+which record each change (what, which key, before and after) so that the core
+can attribute every change to the modifier that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from nvshim.records import HOOK_STAGES, Device, Hook, Mount, from_json, to_json
+
+if TYPE_CHECKING:
+    from nvshim.changes import Change
+
+__all__ = ["Spec", "SpecError"]
+
+
+class SpecError(Exception):
+    """A config.json that cannot be read, parsed, used or written."""
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; Go's encoder (and so runc) refuses them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _type_name(value: object) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _expect(value: object, kind: type, where: str, what: str) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SpecError(f"{where}: expected {what}, got {_type_name(value)}")
+
+
+def _check_shape(data: dict[str, Any]) -> None:
+    """Check the types of every field that nvshim reads, so errors are clear."""
+    process = data.get("process")
+    if process is not None:
+        _expect(process, dict, "process", "an object")
+        env = process.get("env")
+        if env is not None:
+            _expect(env, list, "process.env", "an array of strings")
+            for i, item in enumerate(env):
+                _expect(item, str, f"process.env[{i}]", "a string")
+        caps = process.get("capabilities")
+        if caps is not None:
+            _expect(caps, dict, "process.capabilities", "an object")
+            bounding = caps.get("bounding")
+            if bounding is not None:
+                _expect(bounding, list, "process.capabilities.bounding", "an array of strings")
+    root = data.get("root")
+    if root is not None:
+        _expect(root, dict, "root", "an object")
+        if "path" in root:
+            _expect(root["path"], str, "root.path", "a string")
+    mounts = data.get("mounts")
+    if mounts is not None:
+        _expect(mounts, list, "mounts", "an array")
+        for i, mount in enumerate(mounts):
+            _expect(mount, dict, f"mounts[{i}]", "an object")
+            if "destination" not in mount:
+                raise SpecError(f"mounts[{i}]: missing destination")
+            _expect(mount["destination"], str, f"mounts[{i}].destination", "a string")
+    hooks = data.get("hooks")
+    if hooks is not None:
+        _expect(hooks, dict, "hooks", "an object")
+        for stage, entries in hooks.items():
+            if entries is None:
+                continue
+            _expect(entries, list, f"hooks.{stage}", "an array")
+            for i, hook in enumerate(entries):
+                _expect(hook, dict, f"hooks.{stage}[{i}]", "an object")
+                if "path" not in hook:
+                    raise SpecError(f"hooks.{stage}[{i}]: missing path")
+                _expect(hook["path"], str, f"hooks.{stage}[{i}].path", "a string")
+    annotations = data.get("annotations")
+    if annotations is not None:
+        _expect(annotations, dict, "annotations", "an object")
+        for key, value in annotations.items():
+            _expect(value, str, f"annotations.{key}", "a string")
+    linux = data.get("linux")
+    if linux is not None:
+        _expect(linux, dict, "linux", "an object")
+        devices = linux.get("devices")
+        if devices is not None:
+            _expect(devices, list, "linux.devices", "an array")
+            for i, device in enumerate(devices):
+                _expect(device, dict, f"linux.devices[{i}]", "an object")
+                if "path" not in device:
+                    raise SpecError(f"linux.devices[{i}]: missing path")
+        resources = linux.get("resources")
+        if resources is not None:
+            _expect(resources, dict, "linux.resources", "an object")
+            rules = resources.get("devices")
+            if rules is not None:
+                _expect(rules, list, "linux.resources.devices", "an array")
+
+
+def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
+    """Parse config.json bytes strictly into a dict, or raise :class:`SpecError`."""
+    if not data.strip():
+        raise SpecError(f"{source} is empty")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{source} is not valid UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise SpecError(f"{source} starts with a byte order mark, which JSON does not allow")
+    try:
+        parsed = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise SpecError(f"{source} is nested too deeply") from None
+    except ValueError as exc:  # NaN, or an integer too long to convert
+        raise SpecError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise SpecError(f"{source} must hold a JSON object, not {_type_name(parsed)}")
+    return parsed
+
+
+def _copy(value: Any) -> Any:
+    """Deep-copy JSON data (much faster than copy.deepcopy for these types)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+class Spec:
+    """A parsed OCI runtime spec.
+
+    Build one with :meth:`load` or :meth:`from_dict`; write it with
+    :meth:`save` or get the JSON object with :meth:`to_dict`.
+    """
+
+    __slots__ = ("_data", "_recorder")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        """Wrap ``data`` (which the Spec then owns; use :meth:`from_dict` to copy)."""
+        _check_shape(data)
+        self._data = data
+        self._recorder: Callable[[Change], None] | None = None
+
+    # -- loading and saving ------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Spec:
+        """Read and parse ``path`` (a config.json); raise :class:`SpecError` on any problem."""
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            raise SpecError(f"cannot read {name}: {exc.strerror or exc}") from None
+        try:
+            return cls(parse_json(data, name))
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(name) else f"{name}: {msg}") from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spec:
+        """A Spec holding a deep copy of ``data``."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"a spec must be a JSON object, not {_type_name(data)}")
+        return cls(_copy(dict(data)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the spec as a JSON object."""
+        copied: dict[str, Any] = _copy(self._data)
+        return copied
+
+    def to_json(self) -> str:
+        """The spec as compact JSON text (as engines write config.json)."""
+        return json.dumps(self._data, separators=(",", ":"))
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The live JSON object, for reading fields the API does not cover.
+
+        Changes made here bypass change tracking, conflict detection and
+        attribution; modifiers should use the methods of this class instead.
+        """
+        return self._data
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the spec to ``path`` atomically.
+
+        The text goes to a temporary file in the same folder, which is
+        fsync'ed and renamed over ``path``; the folder is fsync'ed too.  The
+        file's mode and owner are kept (0644 for a new file).  On any failure
+        the temporary file is removed and ``path`` is left as it was.
+        """
+        from nvshim._atomic import atomic_write
+
+        try:
+            atomic_write(os.fspath(path), self.to_json().encode("utf-8"))
+        except OSError as exc:
+            raise SpecError(
+                f"cannot write {os.fspath(path)}: {exc.strerror or exc}"
+            ) from None
+
+    # -- change recording --------------------------------------------------
+
+    def _record(self, kind: str, key: str, action: str, before: Any, after: Any) -> None:
+        if self._recorder is not None:
+            from nvshim.changes import Change
+
+            self._recorder(Change(kind=kind, key=key, action=action, before=before, after=after))
+
+    def _section(self, *keys: str, default: type = dict) -> Any:
+        node = self._data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            node = child
+        last = keys[-1]
+        value = node.get(last)
+        if value is None:
+            value = node[last] = default()
+        return value
+
+    # -- environment -------------------------------------------------------
+
+    @property
+    def env(self) -> list[str]:
+        """A copy of ``process.env``."""
+        process = self._data.get("process") or {}
+        return list(process.get("env") or [])
+
+    def get_env(self, name: str) -> str | None:
+        """The value of ``name`` in ``process.env``, or None when it is not set.
+
+        The first entry wins; ``NAME`` alone (no ``=``) gives ``""``;
+        ``NAME_X=...`` does not match ``NAME``.
+        """
+        for entry in (self._data.get("process") or {}).get("env") or ():
+            key, sep, value = entry.partition("=")
+            if key == name:
+                return value if sep else ""
+        return None
+
+    def set_env(self, name: str, value: str) -> None:
+        """Set ``name`` to ``value``: replace the first entry in place, else append."""
+        if not name or "=" in name or "\0" in name:
+            raise ValueError(f"invalid environment variable name {name!r}")
+        env: list[str] = self._section("process", "env", default=list)
+        entry = f"{name}={value}"
+        for i, existing in enumerate(env):
+            key, sep, old = existing.partition("=")
+            if key == name:
+                if existing != entry:
+                    env[i] = entry
+                    self._record("env", name, "replace", old if sep else "", value)
+                return
+        env.append(entry)
+        self._record("env", name, "add", None, value)
+
+    def unset_env(self, name: str) -> bool:
+        """Remove every entry for ``name``; return whether one was there."""
+        process = self._data.get("process") or {}
+        env = process.get("env")
+        if not env:
+            return False
+        kept = [e for e in env if e.partition("=")[0] != name]
+        if len(kept) == len(env):
+            return False
+        before = self.get_env(name)
+        env[:] = kept
+        self._record("env", name, "remove", before, None)
+        return True
+
+    # -- mounts ------------------------------------------------------------
+
+    def mounts(self) -> list[Mount]:
+        """The mounts, as :class:`Mount` records."""
+        result: list[Mount] = from_json_list(Mount, self._data.get("mounts") or [])
+        return result
+
+    def add_mount(self, mount: Mount) -> None:
+        """Add ``mount``; a mount with the same destination is replaced in place."""
+        if not isinstance(mount, Mount):
+            raise TypeError(f"add_mount() takes a Mount, not {type(mount).__name__}")
+        mounts: list[dict[str, Any]] = self._section("mounts", default=list)
+        entry = to_json(mount)
+        for i, existing in enumerate(mounts):
+            if existing.get("destination") == mount.destination:
+                if existing != entry:
+                    mounts[i] = entry
+                    self._record("mount", mount.destination, "replace", existing, entry)
+                return
+        mounts.append(entry)
+        self._record("mount", mount.destination, "add", None, entry)
+
+    def remove_mount(self, destination: str) -> bool:
+        """Remove the mounts at ``destination``; return whether one was there."""
+        mounts = self._data.get("mounts")
+        if not mounts:
+            return False
+        kept = [m for m in mounts if m.get("destination") != destination]
+        if len(kept) == len(mounts):
+            return False
+        removed = [m for m in mounts if m.get("destination") == destination]
+        mounts[:] = kept
+        self._record("mount", destination, "remove", removed[0], None)
+        return True
+
+    # -- devices -----------------------------------------------------------
+
+    def devices(self) -> list[Device]:
+        """The device nodes in ``linux.devices``, as :class:`Device` records."""
+        result: list[Device] = from_json_list(
+            Device, (self._data.get("linux") or {}).get("devices") or []
+        )
+        return result
+
+    def add_device(self, device: Device) -> None:
+        """Add ``device``, replacing the node with the same path.
+
+        A ``c`` or ``b`` device also gets a ``linux.resources.devices`` allow
+        rule for its type, major and minor, with ``device.access``.
+        """
+        if not isinstance(device, Device):
+            raise TypeError(f"add_device() takes a Device, not {type(device).__name__}")
+        devices: list[dict[str, Any]] = self._section("linux", "devices", default=list)
+        entry = to_json(device)
+        for i, existing in enumerate(devices):
+            if existing.get("path") == device.path:
+                if existing != entry:
+                    devices[i] = entry
+                    self._record("device", device.path, "replace", existing, entry)
+                break
+        else:
+            devices.append(entry)
+            self._record("device", device.path, "add", None, entry)
+        if device.type in ("c", "b"):
+            rules: list[dict[str, Any]] = self._section(
+                "linux", "resources", "devices", default=list
+            )
+            rule = {
+                "allow": True,
+                "type": device.type,
+                "major": device.major,
+                "minor": device.minor,
+                "access": device.access,
+            }
+            if rule not in rules:
+                rules.append(rule)
+                self._record(
+                    "device-rule", f"{device.type} {device.major}:{device.minor}", "add", None, rule
+                )
+
+    # -- hooks -------------------------------------------------------------
+
+    @staticmethod
+    def _check_stage(stage: str) -> None:
+        if stage not in HOOK_STAGES:
+            raise ValueError(
+                f"unknown hook stage {stage!r}: expected one of {', '.join(HOOK_STAGES)}"
+            )
+
+    def hooks(self, stage: str) -> list[Hook]:
+        """The hooks of ``stage`` (one of :data:`nvshim.records.HOOK_STAGES`), in order."""
+        self._check_stage(stage)
+        entries = (self._data.get("hooks") or {}).get(stage) or []
+        result: list[Hook] = from_json_list(Hook, entries)
+        return result
+
+    def add_hook(self, stage: str, hook: Hook) -> None:
+        """Append ``hook`` to the hooks of ``stage``."""
+        self._check_stage(stage)
+        if not isinstance(hook, Hook):
+            raise TypeError(f"add_hook() takes a Hook, not {type(hook).__name__}")
+        entries: list[dict[str, Any]] = self._section("hooks", stage, default=list)
+        entry = to_json(hook)
+        entries.append(entry)
+        self._record("hook", f"{stage}:{hook.path}", "add", None, entry)
+
+    def remove_hooks(self, stage: str, predicate: Callable[[Hook], bool]) -> int:
+        """Remove the hooks of ``stage`` for which ``predicate`` is true; return how many."""
+        self._check_stage(stage)
+        hooks = self._data.get("hooks") or {}
+        entries = hooks.get(stage)
+        if not entries:
+            return 0
+        kept = []
+        removed = 0
+        for entry in entries:
+            if predicate(from_json(Hook, entry)):
+                removed += 1
+                self._record("hook", f"{stage}:{entry.get('path')}", "remove", entry, None)
+            else:
+                kept.append(entry)
+        if removed:
+            entries[:] = kept
+        return removed
+
+    # -- annotations -------------------------------------------------------
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        """The annotations (a read-only view; change them with :meth:`set_annotation`)."""
+        from types import MappingProxyType
+
+        return MappingProxyType(self._data.get("annotations") or {})
+
+    def set_annotation(self, key: str, value: str) -> None:
+        """Set annotation ``key`` to ``value``."""
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise TypeError("annotation keys and values must be strings")
+        annotations: dict[str, str] = self._section("annotations")
+        before = annotations.get(key)
+        if before == value:
+            return
+        annotations[key] = value
+        self._record("annotation", key, "add" if before is None else "replace", before, value)
+
+    # -- other fields ------------------------------------------------------
+
+    @property
+    def root_path(self) -> str | None:
+        """``root.path`` as written (may be relative to the bundle)."""
+        root = self._data.get("root") or {}
+        path = root.get("path")
+        return path if isinstance(path, str) else None
+
+    @property
+    def privileged(self) -> bool:
+        """Whether ``CAP_SYS_ADMIN`` is in the bounding set (NVIDIA's test for privileged)."""
+        caps = (self._data.get("process") or {}).get("capabilities") or {}
+        return "CAP_SYS_ADMIN" in (caps.get("bounding") or ())
+
+    def add_additional_gids(self, gids: list[int]) -> None:
+        """Add ``gids`` to ``process.user.additionalGids`` (keeping order, no duplicates)."""
+        current: list[int] = self._section("process", "user", "additionalGids", default=list)
+        for gid in gids:
+            if gid not in current:
+                current.append(gid)
+                self._record("gid", str(gid), "add", None, gid)
+
+    def __repr__(self) -> str:
+        return f"<Spec ociVersion={self._data.get('ociVersion')!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return self._data == other._data
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def from_json_list(cls: type[Any], entries: list[dict[str, Any]]) -> list[Any]:
+    """Records of ``cls`` for each JSON object in ``entries``."""
+    try:
+        return [from_json(cls, entry) for entry in entries]
+    except Exception as exc:
+        raise SpecError(f"invalid {cls.__name__.lower()} in spec: {exc}") from None
