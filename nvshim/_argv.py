@@ -28,7 +28,7 @@ class ArgvError(Exception):
 class Args:
     """What nvshim needs from a runtime command line."""
 
-    __slots__ = ("argv", "command", "command_index", "options", "flags")
+    __slots__ = ("argv", "command", "command_index", "flags", "options")
 
     def __init__(
         self,
@@ -86,7 +86,8 @@ class Args:
         return os.path.normpath(os.path.join(base, bundle)) if bundle else base
 
     def __repr__(self) -> str:
-        return f"Args(command={self.command!r}, options={self.options!r}, flags={sorted(self.flags)})"
+        flags = sorted(self.flags)
+        return f"Args(command={self.command!r}, options={self.options!r}, flags={flags})"
 
 
 def _option_name(arg: str) -> tuple[str, str | None]:

@@ -8,6 +8,7 @@ cannot be opened stop a container.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -31,7 +32,7 @@ def _rfc3339() -> str:
 
 
 class _Target:
-    __slots__ = ("path", "fmt", "handle")
+    __slots__ = ("fmt", "handle", "path")
 
     def __init__(self, path: str, fmt: str, handle: TextIO) -> None:
         self.path = path
@@ -149,10 +150,8 @@ class Logger:
     def close(self) -> None:
         """Close every file."""
         for target in self._targets:
-            try:
+            with contextlib.suppress(OSError):
                 target.handle.close()
-            except OSError:
-                pass
         self._targets.clear()
 
 

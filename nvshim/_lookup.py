@@ -63,14 +63,12 @@ def find_runtime(
     own = frozenset(os.path.realpath(p) for p in self_paths if p)
     tried: list[str] = []
     for entry in runtimes:
-        if "/" in entry:
-            candidates = [entry]
-        else:
-            candidates = search_path(entry, environ)
+        candidates = [entry] if "/" in entry else search_path(entry, environ)
         for path in candidates:
             if _is_executable(path) and not _is_nvshim(path, own):
                 return os.path.abspath(path)
-        tried.append(entry if "/" in entry else f"{entry} (in PATH and {', '.join(DEFAULT_FOLDERS)})")
+        where = entry if "/" in entry else f"{entry} (in PATH and {', '.join(DEFAULT_FOLDERS)})"
+        tried.append(where)
     raise RuntimeNotFound(
         "no low-level runtime found; tried " + ("; ".join(tried) if tried else "nothing")
     )

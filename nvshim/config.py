@@ -217,7 +217,7 @@ def _tables(value: Any, _cls: type) -> dict[str, dict[str, Any]]:
     return {k: dict(v) for k, v in value.items()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _converter() -> cattrs.Converter:
     """The private, strict converter for config classes."""
     import cattrs
@@ -237,7 +237,7 @@ def _converter() -> cattrs.Converter:
     )
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
-        overrides = {
+        overrides: dict[str, Any] = {
             f.name: override(rename=_toml_name(f.name))
             for f in attrs.fields(cls)
             if "_" in f.name
@@ -355,7 +355,7 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(float, _strict_float)
     if attrs.has(config_class):
-        overrides = {
+        overrides: dict[str, Any] = {
             f.name: override(rename=_toml_name(f.name))
             for f in attrs.fields(config_class)
             if "_" in f.name

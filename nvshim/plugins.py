@@ -136,7 +136,7 @@ def _entry_points() -> list[tuple[EntryPoint, str | None, str | None]]:
     from importlib.metadata import distributions
 
     seen: set[str] = set()
-    found = []
+    found: list[tuple[EntryPoint, str | None, str | None]] = []
     for dist in distributions():
         try:
             name = dist.metadata["Name"]
@@ -238,8 +238,8 @@ def collect_modifiers(
     for impl in reversed(pm.hook.nvshim_modifiers.get_hookimpls()):
         plugin = infos.get(impl.plugin_name) or PluginInfo(name=impl.plugin_name)
         try:
-            returned = impl.function()
-            items = list(returned) if returned is not None else []
+            returned: Any = impl.function()
+            items: list[Any] = list(returned) if returned is not None else []
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise

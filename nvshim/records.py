@@ -149,10 +149,10 @@ class Hook:
 # OCI JSON names of the fields whose Python names differ.
 _JSON_NAMES = {"file_mode": "fileMode"}
 # Fields that are ours, not the OCI object's.
-_NOT_IN_JSON = {Device: {"access"}}
+_NOT_IN_JSON: dict[type, set[str]] = {Device: {"access"}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _converter() -> cattrs.Converter:
     """Build the private converter (never cattrs' global one)."""
     import cattrs
@@ -161,8 +161,8 @@ def _converter() -> cattrs.Converter:
     conv = cattrs.Converter(omit_if_default=True)
     conv.register_unstructure_hook(tuple, list)
     for cls in (Mount, Device, Hook):
-        skip = _NOT_IN_JSON.get(cls, set())  # type: ignore[call-overload]
-        overrides = {}
+        skip = _NOT_IN_JSON.get(cls, set())
+        overrides: dict[str, Any] = {}
         for field in attrs.fields(cls):
             if field.name in skip:
                 overrides[field.name] = override(omit=True)
@@ -176,6 +176,7 @@ def _converter() -> cattrs.Converter:
 def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
     """The OCI JSON object for ``record`` (fields left at their default are omitted)."""
     data: dict[str, Any] = _converter().unstructure(record)
+    order: tuple[str, ...]
     if isinstance(record, Mount):
         # OCI order: destination, type, source, options (as runc spec writes it).
         order = ("destination", "type", "source", "options")

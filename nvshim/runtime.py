@@ -145,7 +145,8 @@ def _run_modifier(
         if logger.is_enabled_for(10):
             import traceback
 
-            logger.debug("%s", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
+            logger.debug("%s", "".join(trace))
         raise NvshimError(label, f"{type(exc).__name__}: {exc}") from None
     finally:
         if use_alarm:
@@ -186,6 +187,7 @@ def apply_modifiers(
             config = load_config()
         except ConfigError as exc:
             raise NvshimError("bad configuration", str(exc)) from None
+    pm: Optional[pluggy.PluginManager]
     if modifiers is None:
         try:
             pm, modifiers = load_modifiers(config, plugin_manager)

@@ -69,8 +69,9 @@ def validate_spec(spec: Spec, changes: Sequence[Change] = ()) -> str | None:
         path = device.get("path")
         if ("device", path) not in touched:
             continue
+        who = _who(changes, "device", path)
         if not isinstance(path, str) or not _clean(path):
-            return f"device path {path!r} is not a clean absolute path{_who(changes, 'device', path)}"
+            return f"device path {path!r} is not a clean absolute path{who}"
         if device.get("type") not in ("c", "b", "u", "p"):
             return f"device {path}: bad type {device.get('type')!r}{_who(changes, 'device', path)}"
         if device.get("type") != "p":

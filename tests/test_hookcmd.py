@@ -252,6 +252,13 @@ def test_update_ldcache_conf_and_command(
     assert fake.args() == [str(fake.path), "-r", str(rootfs), "/usr/lib/nvidia", "/opt/real"]
 
 
+def test_update_ldcache_without_folders(bundle: Bundle, fake: FakeLdconfig) -> None:
+    assert bundle.run("update-ldcache", "--ldconfig-path", str(fake.path)) == 0
+    assert fake.args() == [str(fake.path), "-r", str(bundle.rootfs)]
+    assert (bundle.rootfs / "etc").is_dir()  # where ldconfig writes ld.so.cache
+    assert not (bundle.rootfs / "etc" / "ld.so.conf.d").exists()
+
+
 def test_update_ldcache_hash_depends_on_folders() -> None:
     a = _hookcmd.conf_name(["/a", "/b"])
     assert a == _hookcmd.conf_name(["/a", "/b"])
@@ -642,3 +649,66 @@ def test_as_a_process(bundle: Bundle) -> None:
         "exists and is not a symbolic link: blocker"
     ]
     assert os.readlink(bundle.rootfs / "lib" / "ok") == "t"
+
+
+# --- under real runc -------------------------------------------------------------------------
+
+
+RUNC = shutil.which("runc")
+BUSYBOX = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
+
+
+@pytest.mark.root
+@pytest.mark.runc
+@pytest.mark.skipif(not IS_ROOT, reason="runc needs root")
+@pytest.mark.skipif(RUNC is None or BUSYBOX is None, reason="needs runc and busybox-static")
+@needs_real_ldconfig
+def test_hooks_under_runc(tmp_path: Path) -> None:
+    """Both hooks as runc runs them (createContainer), seen from inside the container."""
+    assert RUNC is not None
+    assert BUSYBOX is not None
+    bundle = tmp_path / "bundle"
+    rootfs = bundle / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
+    for applet in ("sh", "cat", "readlink"):
+        os.symlink("busybox", rootfs / "bin" / applet)
+    build_fake_library(rootfs / "opt" / "nvshimtest" / "lib")
+    subprocess.run([RUNC, "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = [
+        "sh",
+        "-c",
+        "cat /etc/ld.so.conf.d/00-nvshim-*.conf; readlink /usr/lib/libx.so; cat /etc/ld.so.cache",
+    ]
+    config["process"]["env"] = ["PATH=/bin", "LD_PRELOAD=/evil.so"]
+    hook = [sys.executable, "-m", "nvshim._hookcmd"]
+    env = [f"PYTHONPATH={REPO}"]
+    config["hooks"] = {
+        "createContainer": [
+            {
+                "path": sys.executable,
+                "env": env,
+                "args": [*hook, "update-ldcache", "--folder", "/opt/nvshimtest/lib"],
+            },
+            {
+                "path": sys.executable,
+                "env": env,
+                "args": [*hook, "create-symlinks", "--link", "libx.so.1::/usr/lib/libx.so"],
+            },
+        ]
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    result = subprocess.run(
+        [RUNC, "--root", str(tmp_path / "state"), "run", f"nvshim-hook-{os.getpid()}"],
+        cwd=bundle,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout
+    assert b"/opt/nvshimtest/lib\n" in out
+    assert b"libx.so.1\n" in out
+    assert b"/opt/nvshimtest/lib/libnvshimtest.so.1" in out  # from the cache

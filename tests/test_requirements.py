@@ -508,3 +508,65 @@ def test_driver_version_reads_the_first_file_that_answers(tmp_path: pathlib.Path
     files = (str(base / "missing"), str(base / "empty"), str(base / "proc"))
     assert _cuda.driver_version(files) == "470.57.02"
     assert _cuda.driver_version((str(base / "missing"),)) is None
+
+
+# A stand-in driver: a tiny shared library with the entry points nvshim calls,
+# built by the test, so that the ctypes calls are exercised on hosts without
+# a GPU (what a real driver answers is checked where one exists).
+_FAKE_DRIVER_C = r"""
+int cuDriverGetVersion(int *v) { *v = 12040; return 0; }
+int cuInit(unsigned flags) { return flags == 0 ? 0 : 1; }
+int cuDeviceGet(int *dev, int ordinal) { if (ordinal != 0) return 101; *dev = 7; return 0; }
+int cuDeviceGetAttribute(int *v, int attr, int dev) {
+    if (dev != 7) return 101;
+    if (attr == 75) { *v = 9; return 0; }
+    if (attr == 76) { *v = 0; return 0; }
+    return 1;
+}
+static int nvml_up = 0;
+int nvmlInit_v2(void) { nvml_up = 1; return 0; }
+int nvmlShutdown(void) { nvml_up = 0; return 0; }
+int nvmlDeviceGetHandleByIndex_v2(unsigned i, void **h) {
+    if (!nvml_up || i != 0) return 2; *h = (void *)0x1; return 0;
+}
+int nvmlDeviceGetBrand(void *h, int *b) { if (h != (void *)0x1) return 2; *b = 2; return 0; }
+"""
+
+_BROKEN_DRIVER_C = r"""
+int cuDriverGetVersion(int *v) { *v = 0; return 999; }
+int cuInit(unsigned flags) { return 100; }
+int nvmlInit_v2(void) { return 1; }
+"""
+
+
+def _build_library(tmp_path: pathlib.Path, name: str, source: str) -> str:
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build a stand-in driver library")
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    lib = tmp_path / f"{name}.so"
+    subprocess.run(
+        [compiler, "-shared", "-fPIC", "-o", str(lib), str(src)], check=True, capture_output=True
+    )
+    return str(lib)
+
+
+def test_cuda_helpers_read_a_driver(tmp_path: pathlib.Path) -> None:
+    lib = _build_library(tmp_path, "fakedriver", _FAKE_DRIVER_C)
+    assert _cuda.cuda_driver_version(lib) == (12, 4)
+    assert _cuda.compute_capability(0, lib) == (9, 0)
+    assert _cuda.compute_capability(1, lib) is None
+    assert _cuda.nvml_brand(0, lib) == "tesla"
+    assert _cuda.nvml_brand(3, lib) is None
+    assert _cuda.nvml_loadable(lib)
+
+
+def test_cuda_helpers_survive_failing_calls(tmp_path: pathlib.Path) -> None:
+    lib = _build_library(tmp_path, "brokendriver", _BROKEN_DRIVER_C)
+    assert _cuda.cuda_driver_version(lib) is None
+    assert _cuda.compute_capability(0, lib) is None
+    assert _cuda.nvml_brand(0, lib) is None

@@ -47,9 +47,10 @@ def run(namespace: argparse.Namespace) -> int:
     for plugin in modifiers.plugins:
         if plugin.name in listed:
             continue
-        status = (
-            f"broken: {plugin.error}" if plugin.error else "disabled" if plugin.disabled else "active"
-        )
+        if plugin.error:
+            status = f"broken: {plugin.error}"
+        else:
+            status = "disabled" if plugin.disabled else "active"
         rows.append(
             {
                 "name": plugin.name,

@@ -1,0 +1,263 @@
+"""What the benchmark cases run on: configs, bundles, a fake Jetson root, plugin venvs.
+
+Everything is written under one scratch folder; nothing is installed into the
+environment nvshim itself runs from. Extra distributions and plugins live in
+throwaway venvs that see nvshim's own site-packages through a ``.pth`` file,
+so that "create with 500 more distributions" and its baseline differ in
+nothing else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+#: The three-line exec shim ``R``: what any Python runtime shim costs at least.
+EXEC_SHIM = """import os, sys
+os.execv("{runtime}", ["{runtime}"] + sys.argv[1:])
+"""
+
+#: A plugin that does something small and real on every create.
+PLUGIN_MODULE = '''"""Benchmark plugin {n}: sets one annotation."""
+from nvshim import Modifier, hookimpl
+
+
+def _modify(spec, context):
+    spec.set_annotation("bench.nvshim/plugin-{n}", "1")
+
+
+@hookimpl
+def nvshim_modifiers():
+    return [Modifier(name="bench-plugin-{n}", modify=_modify, order=60)]
+'''
+
+
+def interpreter_of(script: str) -> str:
+    """The interpreter in ``script``'s ``#!`` line (the one pip wrote), else this one."""
+    try:
+        with open(script, "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+    except OSError:
+        return sys.executable
+    if first.startswith("#!"):
+        words = first[2:].split()
+        if words and os.path.isabs(words[0]) and "python" in os.path.basename(words[0]):
+            return words[0]
+    return sys.executable
+
+
+def write_exec_shim(path: Path, python: str, runtime: str = "/bin/true") -> Path:
+    """Write ``R``: ``#!<python>`` and a bare ``os.execv`` of ``runtime``."""
+    path.write_text(f"#!{python}\n" + EXEC_SHIM.format(runtime=runtime))
+    path.chmod(0o755)
+    return path
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def write_config(
+    path: Path,
+    *,
+    runtimes: Iterable[str] = ("/bin/true",),
+    mode: str = "legacy",
+    hook: str = "/bin/true",
+    csv_dir: Path | None = None,
+    driver_root: Path | None = None,
+) -> Path:
+    """An nvshim config.toml for one case."""
+    lines = [
+        "[nvidia-container-runtime]",
+        "runtimes = [" + ", ".join(_toml_str(r) for r in runtimes) + "]",
+        f"mode = {_toml_str(mode)}",
+        "",
+        "[nvidia-container-runtime-hook]",
+        f"path = {_toml_str(hook)}",
+        "",
+    ]
+    if csv_dir is not None:
+        lines += [
+            "[nvidia-container-runtime.modes.csv]",
+            f"mount-spec-path = {_toml_str(str(csv_dir))}",
+            "",
+        ]
+    if driver_root is not None:
+        lines += ["[nvidia-container-cli]", f"root = {_toml_str(str(driver_root))}", ""]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def gpu_spec(base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` as a GPU container: all devices, compute and utility."""
+    spec = copy.deepcopy(base)
+    env = spec.setdefault("process", {}).setdefault("env", [])
+    env += ["NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"]
+    return spec
+
+
+def large_spec(base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with 2,000 more mounts, 500 devices and 200 env vars."""
+    spec = gpu_spec(base)
+    spec["mounts"] = list(spec.get("mounts", [])) + [
+        {
+            "destination": f"/data/m{i:04d}",
+            "type": "bind",
+            "source": f"/srv/bench/m{i:04d}",
+            "options": ["rbind", "ro"],
+        }
+        for i in range(2000)
+    ]
+    linux = spec.setdefault("linux", {})
+    linux["devices"] = list(linux.get("devices") or []) + [
+        {"path": f"/dev/bench{i}", "type": "c", "major": 240, "minor": i,
+         "fileMode": 0o666, "uid": 0, "gid": 0}
+        for i in range(500)
+    ]  # fmt: skip
+    spec["process"]["env"] += [f"BENCH_VAR_{i:03d}=value-{i}" for i in range(200)]
+    return spec
+
+
+def write_bundle(folder: Path, spec: dict[str, Any]) -> Path:
+    """A bundle folder with ``spec`` as config.json, and a pristine copy to restore it from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rootfs").mkdir(exist_ok=True)
+    text = json.dumps(spec, indent=2)
+    (folder / "config.json").write_text(text)
+    (folder / "config.json.orig").write_text(text)
+    return folder
+
+
+def restore_command(bundle: Path) -> list[str]:
+    """The untimed step run before each create: put the pristine config.json back."""
+    return ["cp", str(bundle / "config.json.orig"), str(bundle / "config.json")]
+
+
+def _csv_entries(csv_dir: Path) -> list[tuple[str, str]]:
+    entries = []
+    for csv in sorted(csv_dir.glob("*.csv")):
+        for line in csv.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "," not in line:
+                continue
+            kind, _, path = line.partition(",")
+            entries.append((kind.strip(), path.strip()))
+    return entries
+
+
+def make_fake_jetson_root(root: Path, csv_dir: Path) -> Path:
+    """A host root holding everything ``csv_dir``'s CSV files name.
+
+    ``dev``: character nodes (mknod, major 240; needs root), globs expanded to
+    two nodes; ``dir``: folders; ``lib``: empty files; ``sym``: a link to a
+    file beside it.
+    """
+    minor = 0
+    for kind, raw in _csv_entries(csv_dir):
+        rel = raw.lstrip("/")
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "dev":
+            names = [rel.replace("*", str(k)) for k in (0, 128)] if "*" in rel else [rel]
+            for name in names:
+                node = root / name
+                if not node.exists():
+                    os.mknod(node, 0o666 | 0o020000, os.makedev(240, minor))
+                    minor += 1
+        elif kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+        elif kind == "lib":
+            if not target.exists():
+                target.write_bytes(b"")
+        elif kind == "sym":
+            real = target.with_name(target.name + ".real")
+            if not real.exists():
+                real.write_bytes(b"")
+            if not os.path.lexists(target):
+                target.symlink_to(real.name)
+    return root
+
+
+def _site_packages(python: str) -> str:
+    out = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
+def make_overlay_venv(folder: Path, python: str) -> tuple[str, Path]:
+    """A bare venv that sees ``python``'s site-packages; returns (its python, its site)."""
+    subprocess.run(
+        [python, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
+    )
+    venv_python = str(folder / "bin" / "python")
+    site = Path(_site_packages(venv_python))
+    (site / "nvshim_bench_base.pth").write_text(_site_packages(python) + "\n")
+    return venv_python, site
+
+
+def _dist_info(site: Path, name: str, entry_points: str = "", top_level: str = "") -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "INSTALLER").write_text("bench\n")
+    records = [f"{info.name}/METADATA,,", f"{info.name}/INSTALLER,,", f"{info.name}/RECORD,,"]
+    if entry_points:
+        (info / "entry_points.txt").write_text(entry_points)
+        records.append(f"{info.name}/entry_points.txt,,")
+    if top_level:
+        (info / "top_level.txt").write_text(top_level + "\n")
+    (info / "RECORD").write_text("\n".join(records) + "\n")
+
+
+def add_distributions(site: Path, count: int) -> None:
+    """``count`` installed distributions without nvshim plugins (a fifth with scripts)."""
+    for i in range(count):
+        name = f"benchdist_{i:04d}"
+        eps = f"[console_scripts]\n{name} = {name}:main\n" if i % 5 == 0 else ""
+        _dist_info(site, name, eps, name)
+        (site / f"{name}.py").write_text("def main():\n    return 0\n")
+
+
+def add_plugins(site: Path, count: int) -> None:
+    """``count`` installed nvshim plugins, each registered through the entry-point group."""
+    for i in range(count):
+        module = f"nvshim_bench_plugin_{i:02d}"
+        _dist_info(
+            site,
+            f"nvshim_bench_plugin_{i:02d}",
+            f"[nvshim]\nbench-plugin-{i:02d} = {module}\n",
+            module,
+        )
+        (site / f"{module}.py").write_text(PLUGIN_MODULE.format(n=f"{i:02d}"))
+
+
+def make_busybox_bundle(folder: Path, runc: str, args: list[str]) -> Path | None:
+    """A runnable busybox bundle made with ``runc spec``; None without a static busybox."""
+    busybox = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
+    if busybox is None:
+        return None
+    rootfs = folder / "rootfs"
+    for sub in ("bin", "etc", "tmp", "dev", "proc", "sys"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, rootfs / "bin" / "busybox")
+    for applet in ("sh", "true", "echo", "sleep"):
+        (rootfs / "bin" / applet).symlink_to("busybox")
+    subprocess.run([runc, "spec", "--bundle", str(folder)], check=True, timeout=60)
+    spec = json.loads((folder / "config.json").read_text())
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = args
+    spec["root"]["readonly"] = False
+    (folder / "config.json").write_text(json.dumps(spec, indent=2))
+    return folder
