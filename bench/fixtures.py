@@ -117,10 +117,17 @@ def large_spec(base: dict[str, Any]) -> dict[str, Any]:
     ]
     linux = spec.setdefault("linux", {})
     linux["devices"] = list(linux.get("devices") or []) + [
-        {"path": f"/dev/bench{i}", "type": "c", "major": 240, "minor": i,
-         "fileMode": 0o666, "uid": 0, "gid": 0}
+        {
+            "path": f"/dev/bench{i}",
+            "type": "c",
+            "major": 240,
+            "minor": i,
+            "fileMode": 0o666,
+            "uid": 0,
+            "gid": 0,
+        }
         for i in range(500)
-    ]  # fmt: skip
+    ]
     spec["process"]["env"] += [f"BENCH_VAR_{i:03d}=value-{i}" for i in range(200)]
     return spec
 
@@ -198,12 +205,13 @@ def _site_packages(python: str) -> str:
 
 def make_overlay_venv(folder: Path, python: str) -> tuple[str, Path]:
     """A bare venv that sees ``python``'s site-packages; returns (its python, its site)."""
-    subprocess.run(
-        [python, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
-    )
+    subprocess.run([python, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
     venv_python = str(folder / "bin" / "python")
     site = Path(_site_packages(venv_python))
-    (site / "nvshim_bench_base.pth").write_text(_site_packages(python) + "\n")
+    # addsitedir, not a bare path line: the base's own .pth files (an editable
+    # install's finder, for one) must be processed too.
+    base = _site_packages(python)
+    (site / "nvshim_bench_base.pth").write_text(f"import site; site.addsitedir({base!r})\n")
     return venv_python, site
 
 

@@ -133,18 +133,24 @@ def measure_python(group: Group, runs: int, warmup: int) -> list[Measurement]:
     return [Measurement(cmd.name, times[cmd.name]) for cmd in group.commands]
 
 
-def measure_hyperfine(
-    hyperfine: str, group: Group, runs: int, warmup: int
-) -> list[Measurement]:
+def measure_hyperfine(hyperfine: str, group: Group, runs: int, warmup: int) -> list[Measurement]:
     """Time the group's commands with hyperfine (no shell, one run of hyperfine)."""
     env = _environ(group.env)
     _check_runs(group, env)
     with tempfile.TemporaryDirectory(prefix="nvshim-bench-") as tmp:
         export = os.path.join(tmp, "hyperfine.json")
         argv = [
-            hyperfine, "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
-            "--export-json", export,
-        ]  # fmt: skip
+            hyperfine,
+            "-N",
+            "--style",
+            "none",
+            "--warmup",
+            str(warmup),
+            "--runs",
+            str(runs),
+            "--export-json",
+            export,
+        ]
         if any(cmd.prepare for cmd in group.commands):
             for cmd in group.commands:
                 argv += ["--prepare", shlex.join(cmd.prepare or ["true"])]
@@ -193,9 +199,7 @@ print(json.dumps(peaks))
 """
 
 
-def max_rss_kib(
-    python: str, cmd: Command, env: Mapping[str, str], runs: int = 5
-) -> list[int]:
+def max_rss_kib(python: str, cmd: Command, env: Mapping[str, str], runs: int = 5) -> list[int]:
     """Peak resident set size (KiB) of each of ``runs`` runs of ``cmd``."""
     request = json.dumps({"argv": cmd.argv, "prepare": cmd.prepare, "runs": runs})
     proc = subprocess.run(
@@ -219,8 +223,11 @@ def measure(
     hyperfine = find_hyperfine() if runner in ("auto", "hyperfine") else None
     if runner == "hyperfine" and hyperfine is None:
         raise BenchError("hyperfine is not installed")
-    print(f"  measuring {group.name}: {', '.join(c.name for c in group.commands)}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"  measuring {group.name}: {', '.join(c.name for c in group.commands)}",
+        file=sys.stderr,
+        flush=True,
+    )
     if hyperfine is not None:
         return measure_hyperfine(hyperfine, group, runs, warmup), "hyperfine"
     return measure_python(group, runs, warmup), "python"

@@ -24,6 +24,7 @@ def atomic_write(path: str, data: bytes, default_mode: int = 0o644) -> None:
         old = None
     mode = stat.S_IMODE(old.st_mode) if old is not None else default_mode
     base = os.path.basename(path)
+    _remove_stale_temporaries(folder, base)
     # O_EXCL with a name unique to this process: no other writer can share it.
     counter = 0
     while True:
@@ -60,3 +61,32 @@ def atomic_write(path: str, data: bytes, default_mode: int = 0o644) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def _remove_stale_temporaries(folder: str, base: str) -> None:
+    """Remove the temporary files of writers of ``base`` that were killed.
+
+    A writer killed (SIGKILL, OOM) between creating its temporary file and
+    the rename leaves it behind; the next write removes it, so killed creates
+    do not pile up files in the bundle.  Only names this module makes, of
+    processes that no longer exist, are removed: a live writer's file is
+    never touched.
+    """
+    prefix = f".{base}.nvshim-"
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name[len(prefix) :].partition("-")[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # alive (or alive under another user): not ours to remove
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, name))

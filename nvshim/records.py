@@ -168,7 +168,9 @@ def _converter() -> cattrs.Converter:
                 overrides[field.name] = override(omit=True)
             elif field.name in _JSON_NAMES:
                 overrides[field.name] = override(rename=_JSON_NAMES[field.name])
-        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **overrides))
+        conv.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True, **overrides)
+        )
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **overrides))
     return conv
 

@@ -215,7 +215,9 @@ def apply_modifiers(
     if mode is None:
         try:
             mode = _resolve_mode(config, spec, log)
-        except SpecError as exc:
+        except (SpecError, ValueError) as exc:
+            # ValueError: nvshim.requests.RequestError, e.g. a legacy CUDA
+            # image whose CUDA_VERSION is not a version.
             raise NvshimError("cannot read the container's request", str(exc)) from None
     log.debug("mode: %s", mode)
 

@@ -26,9 +26,40 @@ class SpecError(Exception):
     """A config.json that cannot be read, parsed, used or written."""
 
 
+#: A config.json larger than this is refused unread: real ones are a few
+#: kilobytes, and parsing hundreds of megabytes as root on every container
+#: start would let a bundle exhaust the host's memory.
+MAX_SPEC_BYTES = 64 << 20
+
+# The range of the widest integer type in the OCI spec (Go's int64 and uint64):
+# a larger number is no valid value of any field, and runc would refuse it.
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 64) - 1
+
+
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Go's encoder (and so runc) refuses them.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_int(text: str) -> int:
+    # The length test first: converting a huge digit string is itself costly.
+    value = int(text) if len(text) <= 21 else None
+    if value is None or not _INT_MIN <= value <= _INT_MAX:
+        raise ValueError(f"number {_excerpt(text)} is too big")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    # 1e400 would be read as infinity and written back as "Infinity": not JSON.
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {_excerpt(text)} is too big")
+    return value
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= 24 else text[:24] + "..."
 
 
 def _type_name(value: object) -> str:
@@ -48,6 +79,22 @@ def _expect(value: object, kind: type, where: str, what: str) -> None:
         raise SpecError(f"{where}: expected {what}, got {_type_name(value)}")
 
 
+def _expect_fields(entry: dict[str, Any], where: str, fields: dict[str, str]) -> None:
+    """Check the optional ``fields`` of ``entry`` (``null`` counts as absent, as in Go)."""
+    for key, what in fields.items():
+        value = entry.get(key)
+        if value is None:
+            continue
+        if what == "strings":
+            _expect(value, list, f"{where}.{key}", "an array of strings")
+            for i, item in enumerate(value):
+                _expect(item, str, f"{where}.{key}[{i}]", "a string")
+        elif what == "integer":
+            _expect(value, int, f"{where}.{key}", "an integer")
+        else:
+            _expect(value, str, f"{where}.{key}", "a string")
+
+
 def _check_shape(data: dict[str, Any]) -> None:
     """Check the types of every field that nvshim reads, so errors are clear."""
     process = data.get("process")
@@ -64,6 +111,16 @@ def _check_shape(data: dict[str, Any]) -> None:
             bounding = caps.get("bounding")
             if bounding is not None:
                 _expect(bounding, list, "process.capabilities.bounding", "an array of strings")
+                for i, item in enumerate(bounding):
+                    _expect(item, str, f"process.capabilities.bounding[{i}]", "a string")
+        user = process.get("user")
+        if user is not None:
+            _expect(user, dict, "process.user", "an object")
+            gids = user.get("additionalGids")
+            if gids is not None:
+                _expect(gids, list, "process.user.additionalGids", "an array of integers")
+                for i, gid in enumerate(gids):
+                    _expect(gid, int, f"process.user.additionalGids[{i}]", "an integer")
     root = data.get("root")
     if root is not None:
         _expect(root, dict, "root", "an object")
@@ -77,6 +134,9 @@ def _check_shape(data: dict[str, Any]) -> None:
             if "destination" not in mount:
                 raise SpecError(f"mounts[{i}]: missing destination")
             _expect(mount["destination"], str, f"mounts[{i}].destination", "a string")
+            _expect_fields(
+                mount, f"mounts[{i}]", {"source": "string", "type": "string", "options": "strings"}
+            )
     hooks = data.get("hooks")
     if hooks is not None:
         _expect(hooks, dict, "hooks", "an object")
@@ -89,6 +149,11 @@ def _check_shape(data: dict[str, Any]) -> None:
                 if "path" not in hook:
                     raise SpecError(f"hooks.{stage}[{i}]: missing path")
                 _expect(hook["path"], str, f"hooks.{stage}[{i}].path", "a string")
+                _expect_fields(
+                    hook,
+                    f"hooks.{stage}[{i}]",
+                    {"args": "strings", "env": "strings", "timeout": "integer"},
+                )
     annotations = data.get("annotations")
     if annotations is not None:
         _expect(annotations, dict, "annotations", "an object")
@@ -104,12 +169,27 @@ def _check_shape(data: dict[str, Any]) -> None:
                 _expect(device, dict, f"linux.devices[{i}]", "an object")
                 if "path" not in device:
                     raise SpecError(f"linux.devices[{i}]: missing path")
+                _expect(device["path"], str, f"linux.devices[{i}].path", "a string")
+                _expect_fields(
+                    device,
+                    f"linux.devices[{i}]",
+                    {
+                        "type": "string",
+                        "major": "integer",
+                        "minor": "integer",
+                        "fileMode": "integer",
+                        "uid": "integer",
+                        "gid": "integer",
+                    },
+                )
         resources = linux.get("resources")
         if resources is not None:
             _expect(resources, dict, "linux.resources", "an object")
             rules = resources.get("devices")
             if rules is not None:
                 _expect(rules, list, "linux.resources.devices", "an array")
+                for i, rule in enumerate(rules):
+                    _expect(rule, dict, f"linux.resources.devices[{i}]", "an object")
 
 
 def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
@@ -123,14 +203,16 @@ def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
     if text.startswith("\ufeff"):
         raise SpecError(f"{source} starts with a byte order mark, which JSON does not allow")
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)
+        parsed = json.loads(
+            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+        )
     except json.JSONDecodeError as exc:
         raise SpecError(
             f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:
         raise SpecError(f"{source} is nested too deeply") from None
-    except ValueError as exc:  # NaN, or an integer too long to convert
+    except ValueError as exc:  # NaN, or a number too big
         raise SpecError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise SpecError(f"{source} must hold a JSON object, not {_type_name(parsed)}")
@@ -169,9 +251,11 @@ class Spec:
         name = os.fspath(path)
         try:
             with open(name, "rb") as handle:
-                data = handle.read()
+                data = handle.read(MAX_SPEC_BYTES + 1)
         except OSError as exc:
             raise SpecError(f"cannot read {name}: {exc.strerror or exc}") from None
+        if len(data) > MAX_SPEC_BYTES:
+            raise SpecError(f"{name} is larger than {MAX_SPEC_BYTES >> 20} MiB")
         try:
             return cls(parse_json(data, name))
         except SpecError as exc:
@@ -192,7 +276,7 @@ class Spec:
 
     def to_json(self) -> str:
         """The spec as compact JSON text (as engines write config.json)."""
-        return json.dumps(self._data, separators=(",", ":"))
+        return json.dumps(self._data, separators=(",", ":"), allow_nan=False)
 
     @property
     def raw(self) -> dict[str, Any]:
@@ -214,7 +298,12 @@ class Spec:
         from nvshim._atomic import atomic_write
 
         try:
-            atomic_write(os.fspath(path), self.to_json().encode("utf-8"))
+            data = self.to_json().encode("utf-8")
+        except (RecursionError, ValueError) as exc:
+            # Deep nesting the parser accepted, or a NaN a modifier put in.
+            raise SpecError(f"cannot write {os.fspath(path)}: {exc}") from None
+        try:
+            atomic_write(os.fspath(path), data)
         except OSError as exc:
             raise SpecError(
                 f"cannot write {os.fspath(path)}: {exc.strerror or exc}"

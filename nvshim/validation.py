@@ -1,94 +1,477 @@
 """Checks of a finished spec, before it is written.
 
-Modifiers change the spec through the Spec API, whose records are validated
-already; these checks catch what records cannot see on their own (two mounts
-on one destination, a change made through ``Spec.raw``) and name the modifier
-responsible.
+After every modifier ran, nvshim checks each part of the spec that a modifier
+changed (see :mod:`nvshim.changes`; changes made through ``Spec.raw`` count
+too) and names the modifier responsible for the first problem:
+
+- container paths (mount destinations, device paths, ``process.cwd``,
+  ``linux.maskedPaths``/``readonlyPaths``) are absolute and clean: no empty,
+  ``.`` or ``..`` component;
+- no two mounts share a destination;
+- device entries are complete: a type of ``c``, ``b``, ``u`` or ``p``, and a
+  major and minor number except for ``p``;
+- hook paths are absolute;
+- environment entries are ``NAME=value`` with a valid name;
+- and every changed part has the structure the OCI runtime spec's JSON schema
+  requires (types, required members, integer ranges, enumerations), as far
+  as this module models it: the parts modifiers change (process, mounts,
+  hooks, annotations, root, linux devices, cgroup device rules, namespaces,
+  id mappings ...).
+
+Parts no modifier touched are not checked: a spec the engine wrote, which
+runc accepts, is never refused for its own quirks.  nvshim does not depend on
+a JSON schema library at run time; the test suite checks these rules against
+the official schema.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     from nvshim.changes import Change
     from nvshim.spec import Spec
 
-__all__ = ["validate_spec"]
+__all__ = ["ENV_NAME", "validate_spec"]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+#: A valid environment variable name: what POSIX shells accept, plus ``.``
+#: and ``-`` which Kubernetes and Java tools use.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+
+# -- a small structural schema ----------------------------------------------
+#
+# A shape is a callable ``check(value, where) -> problem or None``.  The
+# constructors below mirror the JSON schema keywords the OCI schema uses.
+
+Shape = Callable[[Any, str], Optional[str]]
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "null" if value is None else type(value).__name__
+
+
+def _string(pattern: Optional[str] = None, choices: Sequence[str] = ()) -> Shape:
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, str):
+            return f"{where} must be a string, not {_kind(value)}"
+        if choices and value not in choices:
+            return f"{where} must be one of {', '.join(choices)}, not {value!r}"
+        if compiled is not None and not compiled.search(value):
+            return f"{where} {value!r} does not match {pattern}"
+        return None
+
+    return check
+
+
+def _integer(low: int, high: int) -> Shape:
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{where} must be an integer, not {_kind(value)}"
+        if not low <= value <= high:
+            return f"{where} {value} is out of range {low}..{high}"
+        return None
+
+    return check
+
+
+def _boolean(value: Any, where: str) -> Optional[str]:
+    return None if isinstance(value, bool) else f"{where} must be a boolean, not {_kind(value)}"
+
+
+def _array(item: Shape) -> Shape:
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, list):
+            return f"{where} must be an array, not {_kind(value)}"
+        for i, entry in enumerate(value):
+            problem = item(entry, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+def _map(item: Shape) -> Shape:
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, Mapping):
+            return f"{where} must be an object, not {_kind(value)}"
+        for key, entry in value.items():
+            if not key:
+                return f"{where} has an empty key"
+            problem = item(entry, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+
+    return check
+
+
+class _Object:
+    """An object shape: required members and the shapes of known members."""
+
+    def __init__(self, members: Mapping[str, Shape], required: Sequence[str] = ()) -> None:
+        self.members = dict(members)
+        self.required = tuple(required)
+
+    def __call__(self, value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, Mapping):
+            return f"{where} must be an object, not {_kind(value)}"
+        for key in self.required:
+            if key not in value:
+                return f"{where} has no {key}"
+        for key, entry in value.items():
+            shape = self.members.get(key)
+            if shape is not None:
+                problem = shape(entry, f"{where}.{key}" if where else key)
+                if problem:
+                    return problem
+        return None
+
+
+def _any(_value: Any, _where: str) -> Optional[str]:
+    return None
+
+
+def _clean_path(what: str) -> Shape:
+    """A container path: a string, absolute, with no empty, ``.`` or ``..`` part."""
+
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, str):
+            return f"{where} must be a string, not {_kind(value)}"
+        if not _clean(value):
+            return f"{what} {value!r} is not a clean absolute path"
+        return None
+
+    return check
+
+
+def _absolute(what: str) -> Shape:
+    def check(value: Any, where: str) -> Optional[str]:
+        if not isinstance(value, str):
+            return f"{where} must be a string, not {_kind(value)}"
+        if not value.startswith("/"):
+            return f"{what} {value!r} is not absolute"
+        return None
+
+    return check
+
+
+def _env_entry(value: Any, where: str) -> Optional[str]:
+    if not isinstance(value, str):
+        return f"{where} must be a string, not {_kind(value)}"
+    name, sep, _ = value.partition("=")
+    if not sep or not ENV_NAME.match(name):
+        return f"environment entry {value!r} is not NAME=value"
+    return None
 
 
 def _clean(path: str) -> bool:
-    if not path.startswith("/"):
-        return False
-    parts = path.split("/")[1:]
     if path == "/":
         return True
-    return all(part not in ("", ".", "..") for part in parts)
+    if not path.startswith("/") or "\0" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/")[1:])
 
 
-def _who(changes: Sequence[Change], kind: str, key: str) -> str:
+_STRING = _string()
+_STRINGS = _array(_STRING)
+_UINT32 = _integer(0, 2**32 - 1)
+_INT32 = _integer(-(2**31), 2**31 - 1)
+_INT64 = _integer(-(2**63), 2**63 - 1)
+_UINT64 = _integer(0, 2**64 - 1)
+_ENV = _array(_env_entry)
+_ID_MAPPING = _Object(
+    {"containerID": _UINT32, "hostID": _UINT32, "size": _UINT32},
+    required=("containerID", "hostID", "size"),
+)
+
+MOUNT = _Object(
+    {
+        "destination": _clean_path("mount destination"),
+        "source": _STRING,
+        "type": _STRING,
+        "options": _STRINGS,
+        "uidMappings": _array(_ID_MAPPING),
+        "gidMappings": _array(_ID_MAPPING),
+    },
+    required=("destination",),
+)
+HOOK = _Object(
+    {
+        "path": _absolute("hook path"),
+        "args": _STRINGS,
+        "env": _ENV,
+        "timeout": _integer(1, 2**63 - 1),
+    },
+    required=("path",),
+)
+
+
+class _Device(_Object):
+    """A device node: complete means a major and minor unless it is a FIFO."""
+
+    def __call__(self, value: Any, where: str) -> Optional[str]:
+        problem = super().__call__(value, where)
+        if problem is None and value.get("type") != "p":
+            for key in ("major", "minor"):
+                if key not in value:
+                    return f"device {value.get('path')}: {key} missing"
+        return problem
+
+
+DEVICE = _Device(
+    {
+        "path": _clean_path("device path"),
+        "type": _string(choices=("c", "b", "u", "p")),
+        "major": _INT64,
+        "minor": _INT64,
+        "fileMode": _integer(0, 0o777),
+        "uid": _UINT32,
+        "gid": _UINT32,
+    },
+    required=("type", "path"),
+)
+DEVICE_RULE = _Object(
+    {
+        "allow": _boolean,
+        "type": _STRING,
+        "major": _INT64,
+        "minor": _INT64,
+        "access": _STRING,
+    },
+    required=("allow",),
+)
+_CAPABILITIES = _Object(
+    {k: _STRINGS for k in ("bounding", "permitted", "effective", "inheritable", "ambient")}
+)
+_USER = _Object(
+    {
+        "uid": _UINT32,
+        "gid": _UINT32,
+        "umask": _UINT32,
+        "additionalGids": _array(_UINT32),
+        "username": _STRING,
+    }
+)
+_RLIMIT = _Object(
+    {"type": _string(r"^RLIMIT_[A-Z]+$"), "soft": _UINT64, "hard": _UINT64},
+    required=("type", "soft", "hard"),
+)
+PROCESS = _Object(
+    {
+        "args": _STRINGS,
+        "commandLine": _STRING,
+        "consoleSize": _Object({"height": _UINT64, "width": _UINT64}, ("height", "width")),
+        "cwd": _clean_path("process.cwd"),
+        "env": _ENV,
+        "terminal": _boolean,
+        "user": _USER,
+        "capabilities": _CAPABILITIES,
+        "apparmorProfile": _STRING,
+        "oomScoreAdj": _integer(-(2**63), 2**63 - 1),
+        "selinuxLabel": _STRING,
+        "noNewPrivileges": _boolean,
+        "rlimits": _array(_RLIMIT),
+    },
+    required=("cwd",),
+)
+_NAMESPACE = _Object(
+    {
+        "type": _string(
+            choices=("mount", "pid", "network", "uts", "ipc", "user", "cgroup", "time")
+        ),
+        "path": _STRING,
+    },
+    required=("type",),
+)
+RESOURCES = _Object({"devices": _array(DEVICE_RULE), "unified": _map(_STRING)})
+LINUX = _Object(
+    {
+        "devices": _array(DEVICE),
+        "uidMappings": _array(_ID_MAPPING),
+        "gidMappings": _array(_ID_MAPPING),
+        "namespaces": _array(_NAMESPACE),
+        "resources": RESOURCES,
+        "cgroupsPath": _STRING,
+        "sysctl": _map(_STRING),
+        "maskedPaths": _array(_clean_path("masked path")),
+        "readonlyPaths": _array(_clean_path("read-only path")),
+        "mountLabel": _STRING,
+        "rootfsPropagation": _string(choices=("private", "shared", "slave", "unbindable")),
+    }
+)
+_HOOK_STAGES = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+#: The spec's top level, as far as nvshim models it.
+SPEC = _Object(
+    {
+        "ociVersion": _STRING,
+        "hostname": _STRING,
+        "domainname": _STRING,
+        "process": PROCESS,
+        "root": _Object({"path": _STRING, "readonly": _boolean}, required=("path",)),
+        "mounts": _array(MOUNT),
+        "hooks": _Object({stage: _array(HOOK) for stage in _HOOK_STAGES}),
+        "annotations": _map(_STRING),
+        "linux": LINUX,
+    }
+)
+
+
+def _shape_at(path: Sequence[str]) -> tuple[Optional[Shape], Optional[_Object]]:
+    """The shape of the member at ``path`` and the object shape that holds it."""
+    shape: Any = SPEC
+    parent: Optional[_Object] = None
+    for key in path:
+        if not isinstance(shape, _Object):
+            return None, None
+        parent = shape
+        shape = shape.members.get(key)
+        if shape is None:
+            return None, parent
+    return shape, parent
+
+
+def _get(data: Any, path: Sequence[str]) -> tuple[bool, Any]:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return False, None
+        data = data[key]
+    return True, data
+
+
+# -- the checks ----------------------------------------------------------------
+
+
+def _blame(changes: Sequence[Change], describe: Callable[[Optional[str]], str],
+           kind: str, key: str) -> str:
     for change in reversed(changes):
         if change.kind == kind and change.key == key and change.modifier:
-            return f" (set by modifier '{change.modifier}')"
+            return f" (set by {describe(change.modifier)})"
     return ""
 
 
-def validate_spec(spec: Spec, changes: Sequence[Change] = ()) -> str | None:
+def _field_problem(data: Mapping[str, Any], change: Change) -> Optional[str]:
+    path = change.key.split(".")
+    shape, parent = _shape_at(path)
+    present, value = _get(data, path)
+    if present:
+        if shape is None:
+            return None
+        return shape(value, change.key)
+    # Removed: refused when the object that held it requires it.
+    if parent is not None and path[-1] in parent.required:
+        held, _ = _get(data, path[:-1])
+        if held:
+            return f"{'.'.join(path[:-1])} has no {path[-1]}"
+    return None
+
+
+def _keyed(value: Any) -> str:
+    # As nvshim.changes keys entries: a non-string key by its repr.
+    return value if isinstance(value, str) else repr(value)
+
+
+def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, str]]:
+    """The JSON entries a change's kind and key name, each with its shape and place."""
+    kind, key = change.kind, change.key
+    linux = data.get("linux") if isinstance(data.get("linux"), Mapping) else {}
+    found: list[tuple[Any, Shape, str]] = []
+
+    def among(items: Any, where: str, shape: Shape, match: Callable[[Any], bool]) -> None:
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if match(item):
+                    found.append((item, shape, f"{where}[{i}]"))
+
+    if kind == "mount":
+        among(data.get("mounts"), "mounts", MOUNT,
+              lambda m: isinstance(m, Mapping) and _keyed(m.get("destination")) == key)
+    elif kind == "device":
+        among(linux.get("devices"), "linux.devices", DEVICE,
+              lambda d: isinstance(d, Mapping) and _keyed(d.get("path")) == key)
+    elif kind == "device-rule":
+        resources = linux.get("resources") if isinstance(linux.get("resources"), Mapping) else {}
+        among(resources.get("devices"), "linux.resources.devices", DEVICE_RULE,
+              lambda r: r == change.after)
+    elif kind == "hook":
+        stage, _, path = key.partition(":")
+        hooks = data.get("hooks") if isinstance(data.get("hooks"), Mapping) else {}
+        among(hooks.get(stage), f"hooks.{stage}", HOOK,
+              lambda h: not isinstance(h, Mapping) or _keyed(h.get("path")) == path)
+    elif kind == "env":
+        process = data.get("process") if isinstance(data.get("process"), Mapping) else {}
+        among(process.get("env"), "process.env", _env_entry,
+              lambda e: not isinstance(e, str) or e.partition("=")[0] == key)
+    elif kind == "annotation":
+        annotations = data.get("annotations")
+        if isinstance(annotations, Mapping) and key in annotations:
+            found.append((annotations[key], _STRING, f"annotations.{key}"))
+    elif kind == "gid":
+        found.append((change.after, _UINT32, "process.user.additionalGids"))
+    return found
+
+
+def validate_spec(
+    spec: Spec,
+    changes: Sequence[Change] = (),
+    describe: Optional[Callable[[Optional[str]], str]] = None,
+) -> Optional[str]:
     """The first problem of ``spec`` as one line, or None when it is fine.
 
-    Only parts that a modifier touched are checked strictly, so a spec the
-    engine wrote (which runc accepts) is never refused for its own quirks.
+    :param spec: the finished spec.
+    :param changes: the attributed changes of the chain; only the parts they
+        touched are checked.
+    :param describe: turns a modifier name into the words naming it in the
+        message (default ``modifier '<name>'``);
+        :meth:`nvshim.changes.ChangeTracker.describe` adds the distribution.
     """
-    touched = {(c.kind, c.key) for c in changes if c.action != "remove"}
-    data: dict[str, Any] = spec.raw
-    mounts = data.get("mounts") or ()
-    counts: dict[Any, int] = {}
-    for mount in mounts:
-        dest = mount.get("destination")
-        counts[dest] = counts.get(dest, 0) + 1
-    for mount in mounts:
-        dest = mount.get("destination")
-        if ("mount", dest) not in touched:
+    name_of = describe or (lambda name: f"modifier '{name}'")
+    data: Mapping[str, Any] = spec.raw
+    seen: set[tuple[str, str]] = set()
+    for change in changes:
+        if (change.kind, change.key) in seen:
             continue
-        who = _who(changes, "mount", dest)
-        if not isinstance(dest, str) or not _clean(dest):
-            return f"mount destination {dest!r} is not a clean absolute path{who}"
-        if counts[dest] > 1:
-            return f"two mounts on {dest}{who}"
-        for key in ("source", "type"):
-            if key in mount and not isinstance(mount[key], str):
-                return f"mount {dest}: {key} must be a string{who}"
-        options = mount.get("options", [])
-        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-            return f"mount {dest}: options must be a list of strings{who}"
-    for device in (data.get("linux") or {}).get("devices") or ():
-        path = device.get("path")
-        if ("device", path) not in touched:
+        seen.add((change.kind, change.key))
+        blame = _blame(changes, name_of, change.kind, change.key)
+        if change.kind == "field":
+            problem = _field_problem(data, change)
+            if problem:
+                return f"{problem}{blame}"
             continue
-        who = _who(changes, "device", path)
-        if not isinstance(path, str) or not _clean(path):
-            return f"device path {path!r} is not a clean absolute path{who}"
-        if device.get("type") not in ("c", "b", "u", "p"):
-            return f"device {path}: bad type {device.get('type')!r}{_who(changes, 'device', path)}"
-        if device.get("type") != "p":
-            for key in ("major", "minor"):
-                if not isinstance(device.get(key), int):
-                    return f"device {path}: {key} missing{_who(changes, 'device', path)}"
-    for stage, hooks in (data.get("hooks") or {}).items():
-        for hook in hooks or ():
-            key = f"{stage}:{hook.get('path')}"
-            if ("hook", key) not in touched:
-                continue
-            path = hook.get("path")
-            if not isinstance(path, str) or not path.startswith("/"):
-                return f"hook {stage} path {path!r} is not absolute{_who(changes, 'hook', key)}"
-    touched_env = {key for kind, key in touched if kind == "env"}
-    for entry in (data.get("process") or {}).get("env") or ():
-        name, sep, _ = entry.partition("=")
-        if name in touched_env and (not sep or not _ENV_NAME.match(name)):
-            return f"environment entry {entry!r} is not NAME=value{_who(changes, 'env', name)}"
+        if change.kind == "mount":
+            mounts = data.get("mounts")
+            count = sum(
+                1
+                for m in (mounts if isinstance(mounts, list) else ())
+                if isinstance(m, Mapping) and _keyed(m.get("destination")) == change.key
+            )
+            if count > 1:
+                return f"two mounts on {change.key}{blame}"
+        for value, shape, where in _entries(data, change):
+            problem = shape(value, where)
+            if problem:
+                return f"{problem}{blame}"
     return None

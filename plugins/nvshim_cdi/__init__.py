@@ -1,1 +1,73 @@
-"""Built-in nvshim modifier (being written)."""
+"""The ``cdi`` modifier: inject devices described by Container Device Interface specs.
+
+Active in mode ``cdi``.  It reads the CDI spec files of
+``[nvidia-container-runtime.modes.cdi] spec-dirs``, works out which devices
+the container asks for (annotations, else ``NVIDIA_VISIBLE_DEVICES``), and
+applies the specs' and the devices' ``containerEdits`` through the Spec API.
+Afterwards ``NVIDIA_VISIBLE_DEVICES`` is ``void`` so that no later layer
+injects the devices again.  See ``docs/modifiers/cdi.md``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nvshim.hookspecs import hookimpl
+from nvshim.modifier import Modifier, ModifierError
+
+if TYPE_CHECKING:
+    from nvshim.modifier import ModifierContext
+    from nvshim.spec import Spec
+
+__all__ = ["NAME", "modify", "nvshim_modifiers"]
+
+#: The modifier's name (``[nvshim] disabled-modifiers``, ``nvshim-ctl plugins``).
+NAME = "cdi"
+
+
+def modify(spec: Spec, context: ModifierContext) -> None:
+    """Inject the CDI devices that the container asks for (mode ``cdi`` only)."""
+    if context.mode != "cdi":
+        return
+    from nvshim_cdi._edits import apply_edits
+    from nvshim_cdi._names import requested_devices
+    from nvshim_cdi._registry import Registry, ResolveError
+
+    names, source = requested_devices(spec, context.config)
+    if not names:
+        context.logger.debug("cdi: the container asks for no device")
+        return
+    cdi = context.config.nvidia_container_runtime.modes.cdi
+    registry = Registry.load(cdi.spec_dirs, context.logger)
+    try:
+        devices = registry.resolve(names)
+    except ResolveError as exc:
+        raise ModifierError(str(exc)) from None
+    context.logger.info(
+        "cdi: injecting %s (asked for %s by %s)",
+        ", ".join(d.name for d in devices),
+        ", ".join(names),
+        source,
+    )
+    # CDI order: a spec's own edits once, before the first of its devices' edits.
+    applied_specs: set[str] = set()
+    for resolved in devices:
+        if resolved.path not in applied_specs:
+            applied_specs.add(resolved.path)
+            apply_edits(spec, resolved.spec.edits, resolved.path)
+        apply_edits(spec, resolved.device.edits, resolved.path)
+    # As NVIDIA's runtime does: the devices are in, nothing else must inject them again.
+    spec.set_env("NVIDIA_VISIBLE_DEVICES", "void")
+
+
+@hookimpl
+def nvshim_modifiers() -> list[Modifier]:
+    """The ``cdi`` modifier."""
+    return [
+        Modifier(
+            NAME,
+            modify,
+            order=50,
+            description="inject the devices of CDI specs (mode cdi)",
+        )
+    ]

@@ -1,1 +1,29 @@
-"""Built-in nvshim modifier (being written)."""
+"""csv-discovery: GPU containers on hosts described by CSV files (Jetson).
+
+In mode ``csv``, a GPU container gets the device nodes, libraries, links and
+folders that the host's CSV mount-spec files list (NVIDIA's
+``host-files-for-container.d``), looked up under the driver root, plus two
+createContainer hooks: ``update-ldcache`` (the library folders) and
+``create-symlinks`` (the links of each library's chain).  See
+``docs/modifiers/csv-discovery.md``.
+"""
+
+from __future__ import annotations
+
+from nvshim import Modifier, hookimpl
+from nvshim_csv_discovery.modifier import NAME, add_csv_devices
+
+__all__ = ["NAME", "add_csv_devices", "nvshim_modifiers"]
+
+
+@hookimpl
+def nvshim_modifiers() -> list[Modifier]:
+    """The ``csv-discovery`` modifier (order 50, mode ``csv`` only)."""
+    return [
+        Modifier(
+            NAME,
+            add_csv_devices,
+            order=50,
+            description="csv mode: devices, libraries and links listed in the host's CSV files",
+        )
+    ]

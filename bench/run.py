@@ -1,0 +1,361 @@
+"""nvshim's benchmark suite: whole processes, side by side, reported as ratios.
+
+Usage (normally through ``nox -s bench [-- --quick]``)::
+
+    python bench/run.py [--quick] [--nvshim PATH] [--runs N] [--warmup N]
+                        [--runner auto|hyperfine|python] [--out FILE] [--check]
+
+Each group of commands is measured in one go (hyperfine when installed, else
+an interleaving Python runner), and every case is reported only as the ratio
+of its median to the median of a reference measured in the same group: the
+machine's speed cancels out, its noise less so (``--quick`` runs are for
+keeping the suite alive in CI, not for judging targets).
+
+References: ``/bin/true``; ``<py> -I -S -c pass``; ``R``, a three-line
+``os.execv`` shim run by the same interpreter as nvshim (from the ``#!`` line
+of the installed ``nvshim`` script). nvshim's runtime is ``/bin/true`` except
+in the runc lifecycle case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import fixtures
+from timing import BenchError, Command, Group, Measurement, max_rss_kib, measure
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Target:
+    """A ratio the issue sets: ``case`` / ``reference`` (both in ``group``) <= ``limit``."""
+
+    label: str
+    group: str
+    case: str
+    reference: str
+    limit: Optional[float]
+
+
+TARGETS = [
+    Target("pass-through / R", "startup", "nvshim state", "R", 1.15),
+    Target("R / python -I -S", "startup", "R", "python -I -S", None),
+    Target("python -I -S / true", "startup", "python -I -S", "/bin/true", None),
+    Target("create legacy / R", "create", "create legacy", "R", 2.5),
+    Target("create large spec / create", "create", "create large", "create legacy", 1.5),
+    Target("create csv (Orin) / R", "csv", "create csv", "R", 3.0),
+    Target(
+        "create +20 plugins / create", "environment", "create +20 plugins", "create (venv)", 1.30
+    ),
+    Target("create +500 dists / create", "environment", "create +500 dists", "create (venv)", 1.10),
+    Target("runc lifecycle nvshim / direct", "lifecycle", "via nvshim", "runc direct", 1.5),
+]
+
+RSS_LIMIT_MB = 40.0
+
+
+@dataclass
+class Plan:
+    """The groups to measure, the command whose peak RSS counts, and skipped cases."""
+
+    groups: list[Group]
+    rss: list[tuple[str, Command, dict[str, str]]]
+    skipped: dict[str, str]
+
+
+def _runc_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if shutil.which("runc") is None:
+        return "runc is not installed"
+    if not any(os.path.isfile(p) for p in ("/bin/busybox", "/usr/bin/busybox")):
+        return "busybox-static is not installed"
+    return None
+
+
+def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
+    """Write every fixture under ``work`` and return what to measure."""
+    skipped: dict[str, str] = {}
+    groups: list[Group] = []
+    rss: list[tuple[str, Command, dict[str, str]]] = []
+    shim = str(fixtures.write_exec_shim(work / "R", python))
+    legacy_cfg = str(fixtures.write_config(work / "legacy.toml"))
+    legacy_env = {"NVSHIM_CONFIG": legacy_cfg}
+
+    def create(name: str, bundle: Path, argv0: tuple[str, ...] = (nvshim,)) -> Command:
+        return Command(
+            name,
+            [*argv0, "create", "--bundle", str(bundle), "bench-ctr"],
+            fixtures.restore_command(bundle),
+        )
+
+    groups.append(
+        Group(
+            "startup",
+            [
+                Command("/bin/true", ["/bin/true"]),
+                Command("python -I -S", [python, "-I", "-S", "-c", "pass"]),
+                Command("R", [shim, "state", "x"]),
+                Command("nvshim state", [nvshim, "state", "x"]),
+            ],
+            legacy_env,
+        )
+    )
+
+    reference_spec = shared / "reference-data" / "specs" / "docker-clone3.json"
+    if not reference_spec.is_file():
+        why = f"{reference_spec} is missing"
+        for case in ("create", "csv", "environment"):
+            skipped[case] = why
+        return Plan(groups, rss, skipped)
+    base = json.loads(reference_spec.read_text())
+    legacy_bundle = fixtures.write_bundle(work / "legacy", fixtures.gpu_spec(base))
+    large_bundle = fixtures.write_bundle(work / "large", fixtures.large_spec(base))
+    legacy_create = create("create legacy", legacy_bundle)
+    groups.append(
+        Group(
+            "create",
+            [
+                Command("R", [shim, "create", "--bundle", str(legacy_bundle), "bench-ctr"]),
+                legacy_create,
+                create("create large", large_bundle),
+            ],
+            legacy_env,
+        )
+    )
+    rss.append(("create legacy", legacy_create, legacy_env))
+
+    orin = shared / "reference-data" / "csv" / "orin"
+    if os.geteuid() != 0:
+        skipped["csv"] = "the fake Jetson root needs root (mknod)"
+    elif not orin.is_dir():
+        skipped["csv"] = f"{orin} is missing"
+    else:
+        fake_root = fixtures.make_fake_jetson_root(work / "jetson-root", orin)
+        csv_cfg = fixtures.write_config(
+            work / "csv.toml", mode="csv", csv_dir=orin, driver_root=fake_root
+        )
+        csv_bundle = fixtures.write_bundle(work / "csv", fixtures.gpu_spec(base))
+        csv_create = create("create csv", csv_bundle)
+        groups.append(
+            Group(
+                "csv",
+                [
+                    Command("R", [shim, "create", "--bundle", str(csv_bundle), "bench-ctr"]),
+                    csv_create,
+                ],
+                {"NVSHIM_CONFIG": str(csv_cfg)},
+            )
+        )
+        rss.append(("create csv", csv_create, {"NVSHIM_CONFIG": str(csv_cfg)}))
+
+    # Three venvs that differ only in what else is installed.
+    commands = []
+    for label, extra in (
+        ("create (venv)", None),
+        ("create +20 plugins", "plugins"),
+        ("create +500 dists", "dists"),
+    ):
+        venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra or 'base'}", python)
+        if extra == "plugins":
+            fixtures.add_plugins(site, 20)
+        elif extra == "dists":
+            fixtures.add_distributions(site, 500)
+        bundle = fixtures.write_bundle(work / f"bundle-{extra or 'base'}", fixtures.gpu_spec(base))
+        commands.append(create(label, bundle, (venv_python, nvshim)))
+    groups.append(Group("environment", commands, legacy_env))
+    rss.append(("create +20 plugins", commands[1], legacy_env))
+
+    reason = _runc_skip_reason()
+    runc = shutil.which("runc")
+    if reason is not None or runc is None:
+        skipped["lifecycle"] = reason or "runc is not installed"
+    else:
+        busybox_bundle = fixtures.make_busybox_bundle(work / "busybox", runc, ["true"])
+        if busybox_bundle is None:
+            skipped["lifecycle"] = "busybox-static is not installed"
+        else:
+            runc_cfg = fixtures.write_config(work / "runc.toml", runtimes=[runc])
+            state = work / "runc-state"
+            groups.append(
+                Group(
+                    "lifecycle",
+                    [
+                        Command(name, ["sh", "-c", _lifecycle_script(rt, state, busybox_bundle)])
+                        for name, rt in (("runc direct", runc), ("via nvshim", nvshim))
+                    ],
+                    {"NVSHIM_CONFIG": str(runc_cfg)},
+                )
+            )
+    return Plan(groups, rss, skipped)
+
+
+def _lifecycle_script(runtime: str, state: Path, bundle: Path) -> str:
+    rt = f"{runtime} --root {state}"
+    return (
+        f"{rt} create --bundle {bundle} bench-life >/dev/null 2>&1 && "
+        f"{rt} start bench-life && {rt} delete -f bench-life"
+    )
+
+
+def _cleanup_lifecycle(work: Path) -> None:
+    runc = shutil.which("runc")
+    if runc and (work / "runc-state").exists():
+        subprocess.run(
+            [runc, "--root", str(work / "runc-state"), "delete", "-f", "bench-life"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _ratio_rows(
+    results: dict[str, dict[str, Measurement]], skipped: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for t in TARGETS:
+        row: dict[str, Any] = {
+            "label": t.label,
+            "case": t.case,
+            "reference": t.reference,
+            "target": t.limit,
+        }
+        group = results.get(t.group)
+        if group is None or t.case not in group or t.reference not in group:
+            row["skipped"] = skipped.get(t.group, "not measured")
+        else:
+            case, ref = group[t.case], group[t.reference]
+            row["median_ratio"] = case.median / ref.median
+            row["min_ratio"] = case.minimum / ref.minimum
+            row["ok"] = None if t.limit is None else row["median_ratio"] <= t.limit
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[dict[str, Any]], rss: dict[str, dict[str, float]]) -> str:
+    lines = [
+        f"{'ratio':34} {'median':>8} {'min':>8} {'target':>8}  result",
+        "-" * 70,
+    ]
+    for row in rows:
+        target = "" if row["target"] is None else f"<= {row['target']:.2f}"
+        if "skipped" in row:
+            lines.append(
+                f"{row['label']:34} {'-':>8} {'-':>8} {target:>8}  skipped: {row['skipped']}"
+            )
+            continue
+        verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "MISSED")
+        lines.append(
+            f"{row['label']:34} {row['median_ratio']:8.3f} {row['min_ratio']:8.3f} "
+            f"{target:>8}  {verdict}"
+        )
+    for name, figures in rss.items():
+        verdict = "ok" if figures["max_mb"] <= RSS_LIMIT_MB else "MISSED"
+        lines.append(
+            f"{'max RSS ' + name + ' (MB)':34} {figures['median_mb']:8.1f} "
+            f"{figures['max_mb']:8.1f} {'<= ' + str(int(RSS_LIMIT_MB)):>8}  {verdict} "
+            f"(floor {figures['floor_mb']:.1f})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite; exit 0 unless a command failed (or ``--check`` and a target missed)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few runs: keeps the suite alive")
+    parser.add_argument("--nvshim", default=shutil.which("nvshim"), help="the nvshim script")
+    parser.add_argument("--python", help="reference interpreter (default: nvshim's)")
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--runs", type=int, help="timed runs per command (default 30, quick 5)")
+    parser.add_argument("--warmup", type=int, help="untimed runs first (default 3, quick 1)")
+    parser.add_argument("--runner", choices=("auto", "hyperfine", "python"), default="auto")
+    parser.add_argument("--only", action="append", help="measure only this group (repeatable)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+
+    if not args.nvshim or not os.path.isfile(args.nvshim):
+        parser.error("nvshim not found: install it or pass --nvshim PATH")
+    nvshim = os.path.abspath(args.nvshim)
+    python = args.python or fixtures.interpreter_of(nvshim)
+    runs = args.runs or (5 if args.quick else 30)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+
+    started = time.monotonic()
+    results: dict[str, dict[str, Measurement]] = {}
+    runners: set[str] = set()
+    rss: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="nvshim-bench-") as tmp:
+        work = Path(tmp)
+        plan = build_plan(work, nvshim, python, args.shared.resolve())
+        try:
+            for group in plan.groups:
+                if args.only and group.name not in args.only:
+                    continue
+                measured, runner = measure(group, runs, warmup, args.runner)
+                runners.add(runner)
+                results[group.name] = {m.name: m for m in measured}
+            floor = max_rss_kib(python, Command("/bin/true", ["/bin/true"]), {}, 3)
+            for name, cmd, env in plan.rss:
+                peaks = max_rss_kib(python, cmd, env, 3 if args.quick else 10)
+                rss[name] = {
+                    "median_mb": statistics.median(peaks) / 1024,
+                    "max_mb": max(peaks) / 1024,
+                    "floor_mb": max(floor) / 1024,
+                }
+        except BenchError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            _cleanup_lifecycle(work)
+
+    rows = _ratio_rows(results, plan.skipped)
+    report = {
+        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+        "runs": runs,
+        "warmup": warmup,
+        "runner": sorted(runners),
+        "nvshim": nvshim,
+        "python": python,
+        "python_version": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
+        "ratios": rows,
+        "max_rss": rss,
+        "rss_limit_mb": RSS_LIMIT_MB,
+        "skipped": plan.skipped,
+        # Raw times, for looking into a figure; the report itself is the ratios.
+        "raw": {g: {n: m.to_json() for n, m in ms.items()} for g, ms in results.items()},
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(
+        f"nvshim benchmarks ({'quick, ' if args.quick else ''}{runs} runs, "
+        f"{'/'.join(sorted(runners)) or 'no'} runner, {os.cpu_count()} CPUs)"
+    )
+    print(_table(rows, rss))
+    print(f"\nJSON: {args.out}")
+    missed = [r["label"] for r in rows if r.get("ok") is False]
+    missed += [f"max RSS {n}" for n, f in rss.items() if f["max_mb"] > RSS_LIMIT_MB]
+    if missed:
+        print("missed: " + ", ".join(missed))
+    return 1 if (args.check and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

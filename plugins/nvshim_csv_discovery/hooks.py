@@ -1,0 +1,97 @@
+"""The createContainer hooks csv-discovery adds: update-ldcache, create-symlinks.
+
+The executable is ``[nvidia-ctk] path`` when the config sets it (NVIDIA's
+``nvidia-ctk`` takes the same arguments after ``hook``), else the absolute
+path of the ``nvshim-ctl`` installed with nvshim.  The hooks' environment is
+set explicitly: nothing of the container's reaches them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from nvshim.records import Hook
+
+if TYPE_CHECKING:
+    from nvshim.config import Config
+
+__all__ = [
+    "HOOK_ENV",
+    "HookNotFound",
+    "create_symlinks_hook",
+    "find_hook_executable",
+    "find_nvshim_ctl",
+    "update_ldcache_hook",
+]
+
+#: The whole environment of the hooks (runc passes a hook only its ``env``).
+HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+CTL_NAME = "nvshim-ctl"
+
+
+class HookNotFound(Exception):
+    """No hook executable could be found; the message says where nvshim looked."""
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def _candidates() -> list[str]:
+    import sys
+
+    # Next to the interpreter first: a venv's bin folder holds both, and its
+    # python may be a link, so the unresolved path is the one to use.
+    found = [os.path.join(os.path.dirname(os.path.abspath(sys.executable)), CTL_NAME)]
+    import sysconfig
+
+    found.append(os.path.join(sysconfig.get_path("scripts"), CTL_NAME))
+    from nvshim._lookup import search_path
+
+    found.extend(search_path(CTL_NAME))
+    return list(dict.fromkeys(found))
+
+
+def find_nvshim_ctl() -> str:
+    """The absolute path of ``nvshim-ctl``.
+
+    Looked for next to ``sys.executable``, in the interpreter's scripts
+    folder, then in PATH and the default folders.
+
+    :raises HookNotFound: naming every place looked at.
+    """
+    candidates = _candidates()
+    for path in candidates:
+        if _is_executable(path):
+            return path
+    raise HookNotFound(f"{CTL_NAME} not found (looked at: {', '.join(candidates)})")
+
+
+def find_hook_executable(config: Config) -> str:
+    """``[nvidia-ctk] path`` if set (it must be absolute), else :func:`find_nvshim_ctl`."""
+    configured = config.nvidia_ctk.path
+    if configured:
+        if not os.path.isabs(configured):
+            raise HookNotFound(f"[nvidia-ctk] path {configured!r} is not an absolute path")
+        return configured
+    return find_nvshim_ctl()
+
+
+def update_ldcache_hook(executable: str, folders: Sequence[str], ldconfig: str | None) -> Hook:
+    """``<exe> hook update-ldcache --folder D ... [--ldconfig-path P]``."""
+    args = [executable, "hook", "update-ldcache"]
+    for folder in folders:
+        args += ["--folder", folder]
+    if ldconfig:
+        args += ["--ldconfig-path", ldconfig]
+    return Hook(path=executable, args=args, env=HOOK_ENV)
+
+
+def create_symlinks_hook(executable: str, links: Sequence[tuple[str, str]]) -> Hook:
+    """``<exe> hook create-symlinks --link TARGET::LINK ...``."""
+    args = [executable, "hook", "create-symlinks"]
+    for target, link in links:
+        args += ["--link", f"{target}::{link}"]
+    return Hook(path=executable, args=args, env=HOOK_ENV)

@@ -1,0 +1,112 @@
+"""The csv-discovery modifier: devices, mounts and hooks from CSV files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nvshim.modifier import ModifierError
+from nvshim_csv_discovery.csvfiles import DEFAULT_FILES, find_csv_files, parse_csv_file
+from nvshim_csv_discovery.discovery import Discovery, discover
+from nvshim_csv_discovery.hooks import (
+    HookNotFound,
+    create_symlinks_hook,
+    find_hook_executable,
+    update_ldcache_hook,
+)
+
+if TYPE_CHECKING:
+    from nvshim.config import Config
+    from nvshim.modifier import ModifierContext
+    from nvshim.records import Hook
+    from nvshim.spec import Spec
+
+__all__ = ["ALL_FILES_REQUEST", "NAME", "add_csv_devices", "discover_for"]
+
+NAME = "csv-discovery"
+#: ``NVIDIA_REQUIRE_JETPACK`` value that makes every CSV file count.
+ALL_FILES_REQUEST = "csv-mounts=all"
+_STAGE = "createContainer"
+
+
+def discover_for(
+    config: Config, all_files: bool, context: ModifierContext | None = None
+) -> Discovery:
+    """Read the CSV files that ``config`` points at and look them up on the host.
+
+    :param all_files: read every ``*.csv`` file, not only
+        :data:`~nvshim_csv_discovery.csvfiles.DEFAULT_FILES`.
+    :param context: the modifier context whose logger gets the warnings
+        (None: they are dropped).
+    """
+
+    def emit(message: str) -> None:
+        if context is not None:
+            context.logger.warning("%s: %s", NAME, message)
+
+    folder = config.nvidia_container_runtime.modes.csv.mount_spec_path
+    files = find_csv_files(folder, None if all_files else sorted(DEFAULT_FILES))
+    entries = [entry for path in files for entry in parse_csv_file(path, emit)]
+    return discover(entries, config.nvidia_container_cli.root, emit)
+
+
+def _add_hook_once(spec: Spec, hook: Hook) -> None:
+    # An engine that retries a create hands back a spec we already edited.
+    if hook not in spec.hooks(_STAGE):
+        spec.add_hook(_STAGE, hook)
+
+
+def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
+    """Inject what the host's CSV files list into a GPU container (mode ``csv`` only).
+
+    A container that asks for no GPU is left alone.  Requirements
+    (``NVIDIA_REQUIRE_*``) are checked first.
+
+    :raises ModifierError: a request that cannot be read, unmet or malformed
+        requirements, or no hook executable.
+    """
+    if context.mode != "csv":
+        return
+    from nvshim.requests import RequestError, read_request
+    from nvshim.requirements import RequirementError, RequirementsNotMet
+    from nvshim.runtime import request_options
+
+    try:
+        request = read_request(spec.raw, request_options(context.config))
+    except RequestError as exc:
+        raise ModifierError(str(exc)) from None
+    if not request.gpu:
+        context.logger.debug("%s: not a GPU container; nothing to do", NAME)
+        return
+    try:
+        request.check_requirements()
+    except (RequirementError, RequirementsNotMet) as exc:
+        raise ModifierError(str(exc)) from None
+
+    all_files = spec.get_env("NVIDIA_REQUIRE_JETPACK") == ALL_FILES_REQUEST
+    found = discover_for(context.config, all_files, context)
+    context.logger.debug(
+        "%s: %d device(s), %d mount(s), %d link(s)",
+        NAME,
+        len(found.devices),
+        len(found.mounts),
+        len(found.links),
+    )
+    if not (found.devices or found.mounts or found.links):
+        return
+    hooks: list[Hook] = []
+    if found.ldcache_folders or found.links:
+        try:
+            executable = find_hook_executable(context.config)
+        except HookNotFound as exc:
+            raise ModifierError(str(exc)) from None
+        if found.ldcache_folders:
+            ldconfig = context.config.nvidia_container_cli.ldconfig or None
+            hooks.append(update_ldcache_hook(executable, found.ldcache_folders, ldconfig))
+        if found.links:
+            hooks.append(create_symlinks_hook(executable, found.links))
+    for device in found.devices:
+        spec.add_device(device)
+    for mount in found.mounts:
+        spec.add_mount(mount)
+    for hook in hooks:
+        _add_hook_once(spec, hook)

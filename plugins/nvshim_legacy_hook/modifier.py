@@ -1,0 +1,109 @@
+"""The legacy-hook modifier: find NVIDIA's hook and add it as a prestart hook."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from nvshim.modifier import ModifierError
+from nvshim.records import Hook
+
+if TYPE_CHECKING:
+    from nvshim.config import Config
+    from nvshim.modifier import ModifierContext
+    from nvshim.spec import Spec
+
+__all__ = [
+    "DEFAULT_HOOK_PATH",
+    "HOOK_BASENAMES",
+    "HOOK_ENV",
+    "HOOK_NAME",
+    "NAME",
+    "add_legacy_hook",
+    "find_hook",
+]
+
+NAME = "legacy-hook"
+HOOK_NAME = "nvidia-container-runtime-hook"
+#: Used when the hook is found nowhere (NVIDIA's runtime falls back to it too).
+DEFAULT_HOOK_PATH = "/usr/bin/nvidia-container-runtime-hook"
+#: A prestart hook with one of these basenames is NVIDIA's hook already
+#: (Docker's ``--gpus`` inserts ``nvidia-container-runtime-hook``; newer
+#: toolkits install it as ``nvidia-container-toolkit``).
+HOOK_BASENAMES = frozenset({HOOK_NAME, "nvidia-container-toolkit"})
+#: The hook's environment, set explicitly: runc gives a hook nothing but its
+#: ``env``, and nothing of the container's may reach a host program.
+HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+
+
+def _is_executable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_hook(config: Config) -> tuple[str, list[str]]:
+    """The hook's path, and every place looked at to find it.
+
+    ``[nvidia-container-runtime-hook] path`` when set; else the first
+    ``nvidia-container-runtime-hook`` in PATH or the default folders; else
+    :data:`DEFAULT_HOOK_PATH`.  The path returned may not exist (the caller
+    decides what that means).
+    """
+    from nvshim._lookup import search_path
+
+    configured = config.nvidia_container_runtime_hook.path
+    if configured:
+        return configured, [configured]
+    candidates = search_path(HOOK_NAME)
+    for path in candidates:
+        if _is_executable(path):
+            return os.path.abspath(path), candidates
+    if DEFAULT_HOOK_PATH not in candidates:
+        candidates.append(DEFAULT_HOOK_PATH)
+    return DEFAULT_HOOK_PATH, candidates
+
+
+def _asks_for_gpus(spec: Spec, context: ModifierContext) -> bool:
+    from nvshim.requests import RequestError, read_request
+    from nvshim.runtime import request_options
+
+    try:
+        return read_request(spec.raw, request_options(context.config)).gpu
+    except RequestError:
+        # Only a GPU container can have a malformed legacy CUDA request.
+        return True
+
+
+def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
+    """Add NVIDIA's hook as the last prestart hook (mode ``legacy`` only).
+
+    Nothing changes when a prestart hook named ``nvidia-container-runtime-hook``
+    or ``nvidia-container-toolkit`` is already there.  When the hook does not
+    exist on the host, a container that asks for GPUs is refused with the
+    places looked at; any other container runs without the hook (a warning is
+    logged), so that nvshim as the default runtime does not break plain
+    containers on a host without NVIDIA's toolkit.
+    """
+    if context.mode != "legacy":
+        return
+    present = [h.path for h in spec.hooks("prestart") if os.path.basename(h.path) in HOOK_BASENAMES]
+    if present:
+        context.logger.debug("%s: prestart hook %s already present", NAME, present[0])
+        return
+    path, looked = find_hook(context.config)
+    if not _is_executable(path):
+        where = ", ".join(looked)
+        if _asks_for_gpus(spec, context):
+            raise ModifierError(
+                f"the container asks for GPUs but {HOOK_NAME} was not found"
+                f" (looked at: {where}); install the NVIDIA Container Toolkit,"
+                " set [nvidia-container-runtime-hook] path, or use another mode"
+            )
+        context.logger.warning(
+            "%s: %s not found (looked at: %s); the container asks for no GPU,"
+            " so it runs without the hook",
+            NAME,
+            HOOK_NAME,
+            where,
+        )
+        return
+    spec.add_hook("prestart", Hook(path=path, args=(path, "prestart"), env=HOOK_ENV))
