@@ -193,7 +193,8 @@ def _copy_source(
 def _is_runc_type(runtime: dict[str, Any]) -> bool:
     # nvshim stands in for runc: the settings of another kind of shim (kata,
     # gVisor) would not apply to it.
-    return runtime.get("runtime_type", _CONTAINERD_RUNTIME_TYPE) == _CONTAINERD_RUNTIME_TYPE
+    kind = runtime.get("runtime_type", _CONTAINERD_RUNTIME_TYPE)
+    return bool(kind == _CONTAINERD_RUNTIME_TYPE)
 
 
 def _low_level_candidates(default: Any, name: str) -> list[str]:

@@ -239,7 +239,19 @@ def collect_modifiers(
         plugin = infos.get(impl.plugin_name) or PluginInfo(name=impl.plugin_name)
         try:
             returned: Any = impl.function()
-            items: list[Any] = list(returned) if returned is not None else []
+            if returned is None:
+                returned = ()
+            elif isinstance(returned, (Modifier, str, bytes)) or not isinstance(
+                returned, Iterable
+            ):
+                # Iterating these would give a confusing error, or characters.
+                infos[plugin.name] = attrs.evolve(
+                    plugin,
+                    error=f"nvshim_modifiers() returned {type(returned).__name__} "
+                    f"{returned!r:.60}, not an iterable of nvshim.Modifier",
+                )
+                continue
+            items: list[Any] = list(returned)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise

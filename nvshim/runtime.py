@@ -9,12 +9,13 @@ point for tools, and what ``nvshim-ctl modify`` uses.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Union
 
 import attrs
 
@@ -37,7 +38,7 @@ from nvshim.spec import Spec, SpecError
 if TYPE_CHECKING:
     import pluggy
 
-    from nvshim.plugins import ModifierInfo
+    from nvshim.plugins import ModifierInfo, PluginInfo
 
 __all__ = ["ApplyResult", "Runtime", "apply_modifiers", "build_runtime", "load_modifiers"]
 
@@ -119,7 +120,18 @@ def _run_modifier(
     info: ModifierInfo, spec: Spec, context: ModifierContext, timeout: float, logger: Logger
 ) -> None:
     """Run one modifier with its time limit; raise :class:`NvshimError` on failure."""
-    label = _modifier_label(info)
+    _call_limited(
+        lambda: info.modifier.modify(spec, context), _modifier_label(info), timeout, logger
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _call_limited(call: Callable[[], object], label: str, timeout: float, logger: Logger) -> None:
+    """Run a plugin's ``call`` with a time limit; any failure is one :class:`NvshimError` line."""
     use_alarm = (
         timeout > 0
         and threading.current_thread() is threading.main_thread()
@@ -134,20 +146,24 @@ def _run_modifier(
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        info.modifier.modify(spec, context)
+        call()
     except _ModifierTimeout:
         raise NvshimError(label, f"did not finish within {timeout:g} s") from None
     except ModifierError as exc:
-        raise NvshimError(label, str(exc) or "refused the container") from None
+        raise NvshimError(label, _first_line(exc) or "refused the container") from None
     except NvshimError:
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit from a plugin is a plugin bug too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         if logger.is_enabled_for(10):
             import traceback
 
             trace = traceback.format_exception(type(exc), exc, exc.__traceback__)
             logger.debug("%s", "".join(trace))
-        raise NvshimError(label, f"{type(exc).__name__}: {exc}") from None
+        text = _first_line(exc)
+        why = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise NvshimError(label, why) from None
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -242,9 +258,10 @@ def apply_modifiers(
                 options=options,
                 modifier=modifier.name,
             )
-            spec._recorder = tracker.recorder_for(info)
+            spec._recorder = tracker.recorder_for(info, spec)
             before = len(tracker.changes)
             _run_modifier(info, spec, context, config.nvshim.modifier_timeout, log)
+            tracker.finish()  # attributes what it changed through Spec.raw
             applied.append(modifier.name)
             if tracker.error is not None:
                 raise NvshimError("conflicting modifiers", tracker.error)
@@ -258,7 +275,7 @@ def apply_modifiers(
     finally:
         spec._recorder = previous_recorder
 
-    _validate(spec, tracker, config, mode, bundle, argv, log, pm)
+    _validate(spec, tracker, config, mode, bundle, argv, log, pm, modifiers.plugins)
 
     written = False
     if config_json is not None and write and tracker.changes:
@@ -285,11 +302,16 @@ def _validate(
     argv: Sequence[str],
     log: Logger,
     pm: Optional[pluggy.PluginManager],
+    plugins: Sequence[PluginInfo] = (),
 ) -> None:
-    """nvshim's own checks of the finished spec, then the plugins' ``nvshim_validate``."""
+    """nvshim's own checks of the finished spec, then the plugins' ``nvshim_validate``.
+
+    Each validator runs under the modifier time limit and must leave the
+    spec as it found it.
+    """
     from nvshim.validation import validate_spec
 
-    problem = validate_spec(spec, tracker.changes)
+    problem = validate_spec(spec, tracker.changes, tracker.describe)
     if problem is not None:
         raise NvshimError("invalid spec", problem)
     if pm is None:
@@ -297,15 +319,18 @@ def _validate(
     context = ModifierContext(
         config=config, mode=mode, bundle=bundle, argv=tuple(argv), logger=log
     )
+    labels = {p.name: p.label for p in plugins}
+    arguments = {"spec": spec, "context": context}
     for impl in reversed(pm.hook.nvshim_validate.get_hookimpls()):
-        try:
-            impl.function(spec=spec, context=context)
-        except ModifierError as exc:
-            raise NvshimError(f"validator '{impl.plugin_name}'", str(exc)) from None
-        except Exception as exc:
-            raise NvshimError(
-                f"validator '{impl.plugin_name}'", f"{type(exc).__name__}: {exc}"
-            ) from None
+        name = impl.plugin_name
+        label = f"validator '{name}' ({labels.get(name, name)})"
+        before = spec.to_dict()
+        # A hookimpl may take a subset of the hook's arguments, as pluggy allows.
+        args = [arguments[arg] for arg in impl.argnames]
+        call = functools.partial(impl.function, *args)
+        _call_limited(call, label, config.nvshim.modifier_timeout, log)
+        if spec.raw != before:
+            raise NvshimError(label, "changed the spec (validators must only read it)")
 
 
 class Runtime:

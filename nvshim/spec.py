@@ -37,6 +37,23 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 
 
+#: Deepest nesting accepted (real specs nest about 6 levels).  nvshim's copies
+#: and the JSON encoder recurse once or twice per level; a limit well below
+#: Python's recursion limit makes a deep spec a clear error, not a traceback.
+MAX_SPEC_DEPTH = 100
+
+
+def _check_depth(data: Any, source: str) -> None:
+    """Raise :class:`SpecError` when ``data`` nests deeper than :data:`MAX_SPEC_DEPTH`."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_SPEC_DEPTH:
+            raise SpecError(f"{source} is nested too deeply (more than {MAX_SPEC_DEPTH} levels)")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+
+
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Go's encoder (and so runc) refuses them.
     raise ValueError(f"{name} is not valid JSON")
@@ -211,11 +228,14 @@ def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
             f"{source} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except RecursionError:
-        raise SpecError(f"{source} is nested too deeply") from None
+        raise SpecError(
+            f"{source} is nested too deeply (more than {MAX_SPEC_DEPTH} levels)"
+        ) from None
     except ValueError as exc:  # NaN, or a number too big
         raise SpecError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise SpecError(f"{source} must hold a JSON object, not {_type_name(parsed)}")
+    _check_depth(parsed, source)
     return parsed
 
 
@@ -267,6 +287,7 @@ class Spec:
         """A Spec holding a deep copy of ``data``."""
         if not isinstance(data, Mapping):
             raise SpecError(f"a spec must be a JSON object, not {_type_name(data)}")
+        _check_depth(data, "the spec")
         return cls(_copy(dict(data)))
 
     def to_dict(self) -> dict[str, Any]:

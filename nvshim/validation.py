@@ -258,7 +258,7 @@ DEVICE_RULE = _Object(
     required=("allow",),
 )
 _CAPABILITIES = _Object(
-    {k: _STRINGS for k in ("bounding", "permitted", "effective", "inheritable", "ambient")}
+    dict.fromkeys(("bounding", "permitted", "effective", "inheritable", "ambient"), _STRINGS)
 )
 _USER = _Object(
     {
@@ -394,10 +394,14 @@ def _keyed(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def _obj(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, str]]:
     """The JSON entries a change's kind and key name, each with its shape and place."""
     kind, key = change.kind, change.key
-    linux = data.get("linux") if isinstance(data.get("linux"), Mapping) else {}
+    linux = _obj(data.get("linux"))
     found: list[tuple[Any, Shape, str]] = []
 
     def among(items: Any, where: str, shape: Shape, match: Callable[[Any], bool]) -> None:
@@ -413,16 +417,16 @@ def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, 
         among(linux.get("devices"), "linux.devices", DEVICE,
               lambda d: isinstance(d, Mapping) and _keyed(d.get("path")) == key)
     elif kind == "device-rule":
-        resources = linux.get("resources") if isinstance(linux.get("resources"), Mapping) else {}
+        resources = _obj(linux.get("resources"))
         among(resources.get("devices"), "linux.resources.devices", DEVICE_RULE,
               lambda r: r == change.after)
     elif kind == "hook":
         stage, _, path = key.partition(":")
-        hooks = data.get("hooks") if isinstance(data.get("hooks"), Mapping) else {}
+        hooks = _obj(data.get("hooks"))
         among(hooks.get(stage), f"hooks.{stage}", HOOK,
               lambda h: not isinstance(h, Mapping) or _keyed(h.get("path")) == path)
     elif kind == "env":
-        process = data.get("process") if isinstance(data.get("process"), Mapping) else {}
+        process = _obj(data.get("process"))
         among(process.get("env"), "process.env", _env_entry,
               lambda e: not isinstance(e, str) or e.partition("=")[0] == key)
     elif kind == "annotation":

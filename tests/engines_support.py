@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -45,6 +46,13 @@ MARKER_PATH = "/usr/lib/libnvshim-engine-test.so.1"
 MARKER_TEXT = "nvshim-engine-test-library"
 DEVICE_PATH = "/dev/nvshim-test0"
 SEEN_ENV = "NVSHIM_TEST_SEEN"
+
+#: What the csv-mode CSV file lists (a Jetson-style device and library).
+CSV_DEVICE = "/dev/nvhost-nvshim-test"
+CSV_LIBRARY = "/usr/lib/nvshim-test/libnvshim-csv.so.1"
+CSV_LIBRARY_TEXT = "nvshim-csv-library"
+#: Docker's --gpus looks this up on dockerd's PATH; nvshim must remove its hook.
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
 
 #: A PATH for daemons and hooks (the test's own PATH may hold pyenv shims).
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -118,7 +126,15 @@ def nvshim_ctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 def configure(engine: str, config: Path, nvshim: str, *extra: str) -> str:
     """Register nvshim in ``config`` with ``nvshim-ctl runtime configure``; return its stdout."""
     proc = nvshim_ctl(
-        "runtime", "configure", "--engine", engine, "--config", str(config), "--path", nvshim, *extra
+        "runtime",
+        "configure",
+        "--engine",
+        engine,
+        "--config",
+        str(config),
+        "--path",
+        nvshim,
+        *extra,
     )
     if proc.returncode != 0:
         raise AssertionError(f"nvshim-ctl runtime configure failed: {proc.stderr}{proc.stdout}")
@@ -329,9 +345,10 @@ class NvshimSetup:
     """
 
     def __init__(
-        self, folder: Path, runtimes: Sequence[str] = ("runc",), extra_toml: str = ""
+        self, folder: Path, runtimes: Sequence[str] = ("runc",), *, csv: bool = False
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        extra_toml = self._csv_host(folder) if csv else ""
         self.folder = folder
         self.debug_log = folder / "nvshim-debug.log"
         self.marker = folder / "marker-library.so"
@@ -366,6 +383,40 @@ class NvshimSetup:
             'log-level = "debug"\n' + extra_toml
         )
         self.env = {"NVSHIM_CONFIG": str(self.config), "PYTHONPATH": str(plugins)}
+
+    @staticmethod
+    def _csv_host(folder: Path) -> str:
+        """A fake Jetson driver root and its CSV file; returns the config lines for csv mode."""
+        root = folder / "driver-root"
+        device = root / CSV_DEVICE.lstrip("/")
+        device.parent.mkdir(parents=True)
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+        library = root / CSV_LIBRARY.lstrip("/")
+        library.parent.mkdir(parents=True)
+        library.write_text(CSV_LIBRARY_TEXT + "\n")
+        csv_dir = folder / "host-files-for-container.d"
+        csv_dir.mkdir()
+        (csv_dir / "devices.csv").write_text(f"dev, {CSV_DEVICE}\nlib, {CSV_LIBRARY}\n")
+        return (
+            'mode = "csv"\n'
+            "[nvidia-container-runtime.modes.csv]\n"
+            f'mount-spec-path = "{csv_dir}"\n'
+            "[nvidia-container-cli]\n"
+            f'root = "{root}"\n'
+        )
+
+
+def fake_nvidia_hook(folder: Path) -> Path:
+    """A folder holding an ``nvidia-container-runtime-hook`` that fails if it ever runs.
+
+    On dockerd's PATH it makes ``docker run --gpus`` insert NVIDIA's prestart
+    hook; nvshim's docker-gpus-detector must take it out again.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    hook = folder / NVIDIA_HOOK
+    hook.write_text("#!/bin/sh\necho 'the fake NVIDIA hook ran' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    return folder
 
 
 # --------------------------------------------------------------------------- engines
@@ -513,7 +564,7 @@ class Podman:
         self.config.write_text(
             "# podman for an nvshim engine test\n"
             "[containers]\n"
-            'default_sysctls = []\n\n'
+            "default_sysctls = []\n\n"
             "[engine]\n"
             'cgroup_manager = "cgroupfs"\n'
             'events_logger = "file"\n'

@@ -46,6 +46,16 @@ def assert_marked(output: str, env: bool = True) -> None:
         assert "seen=yes" in output, output
 
 
+#: What a csv-mode GPU container prints: the CSV file's library and device.
+CSV_PROBE = f"cat {es.CSV_LIBRARY}; stat -c 'dev %F %t:%T' {es.CSV_DEVICE}"
+
+
+def assert_csv_served(output: str) -> None:
+    """csv-discovery mounted the library and created the device from the CSV file."""
+    assert es.CSV_LIBRARY_TEXT in output, output
+    assert "dev character special file 1:3" in output, output
+
+
 def new_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
@@ -72,7 +82,7 @@ def rootfs(area: es.Area) -> Path:
 
 @pytest.fixture(scope="module")
 def setup_runc(area: es.Area) -> es.NvshimSetup:
-    return es.NvshimSetup(area.path / "nvshim-runc", runtimes=["runc"])
+    return es.NvshimSetup(area.path / "nvshim-runc", runtimes=["runc"], csv=True)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +92,8 @@ def containerd(area: es.Area, nvshim: str, setup_runc: es.NvshimSetup) -> es.Con
 
 @pytest.fixture(scope="module")
 def dockerd(area: es.Area, containerd: es.Containerd, nvshim: str, rootfs: Path) -> es.Dockerd:
-    daemon = es.Dockerd(area, containerd, nvshim)
+    hooks = es.fake_nvidia_hook(area.path / "nvidia-hook-bin")
+    daemon = es.Dockerd(area, containerd, nvshim, extra_path=hooks)
     daemon.import_rootfs(rootfs, "nvshim-busybox:test")
     return daemon
 
@@ -102,7 +113,19 @@ def podman(area: es.Area, nvshim: str, setup_runc: es.NvshimSetup) -> Iterator[e
 def podman_run(podman: es.Podman, rootfs: Path, *args: str, detach: bool = False) -> list[str]:
     """`podman run` options for the busybox rootfs; ``args`` are env options then the command."""
     mode = ["-d"] if detach else ["--rm"]
-    return ["run", *mode, "--network", "none", *es.PODMAN_ULIMITS, *args[:-1], "--rootfs", str(rootfs), "sh", "-c", args[-1]]
+    return [
+        "run",
+        *mode,
+        "--network",
+        "none",
+        *es.PODMAN_ULIMITS,
+        *args[:-1],
+        "--rootfs",
+        str(rootfs),
+        "sh",
+        "-c",
+        args[-1],
+    ]
 
 
 def test_podman_config_written_by_configure(podman: es.Podman) -> None:
@@ -117,6 +140,11 @@ def test_podman_modifier_effect(podman: es.Podman, rootfs: Path) -> None:
     assert_marked(out)
 
 
+def test_podman_csv_mode(podman: es.Podman, rootfs: Path) -> None:
+    args = podman_run(podman, rootfs, "-e", "NVIDIA_VISIBLE_DEVICES=all", CSV_PROBE)
+    assert_csv_served(es.check(podman.client(*args)))
+
+
 def test_podman_unmarked_container_is_left_alone(podman: es.Podman, rootfs: Path) -> None:
     probe = f"test -e {es.DEVICE_PATH} && echo has-dev; echo seen=${es.SEEN_ENV}"
     out = es.check(podman.client(*podman_run(podman, rootfs, probe)))
@@ -126,7 +154,9 @@ def test_podman_unmarked_container_is_left_alone(podman: es.Podman, rootfs: Path
 
 def test_podman_lifecycle(podman: es.Podman, rootfs: Path) -> None:
     name = new_name("podman")
-    args = podman_run(podman, rootfs, "--name", name, "-e", f"{es.MARK_ENV}=1", "sleep 300", detach=True)
+    args = podman_run(
+        podman, rootfs, "--name", name, "-e", f"{es.MARK_ENV}=1", "sleep 300", detach=True
+    )
     es.check(podman.client(*args))
     try:
         inspect = json.loads(es.check(podman.client("inspect", name)))[0]
@@ -179,7 +209,9 @@ def test_containerd_reads_the_configured_runtime(containerd: es.Containerd, nvsh
     cri = [line for line in plugins.splitlines() if " cri " in f" {line} "]
     assert cri, plugins
     assert cri[0].split()[-1] == "ok", plugins
-    dump = es.run([es.require_binary("containerd"), "--config", str(containerd.config), "config", "dump"])
+    dump = es.run(
+        [es.require_binary("containerd"), "--config", str(containerd.config), "config", "dump"]
+    )
     dumped = es.check(dump)
     assert '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvshim]' in dumped
     assert f'BinaryName = "{nvshim}"' in dumped
@@ -192,14 +224,25 @@ def test_ctr_modifier_effect(containerd: es.Containerd, nvshim: str, rootfs: Pat
     assert_marked(out)
 
 
+def test_ctr_csv_mode(containerd: es.Containerd, nvshim: str, rootfs: Path) -> None:
+    cid = new_name("ctr")
+    args = ctr_run(
+        containerd, nvshim, rootfs, "--rm", "--env", "NVIDIA_VISIBLE_DEVICES=all", cid, "sh"
+    )
+    assert_csv_served(es.check(containerd.client(*args, "-c", CSV_PROBE)))
+
+
 def test_ctr_lifecycle(containerd: es.Containerd, nvshim: str, rootfs: Path) -> None:
     cid = new_name("ctr")
     args = ctr_run(containerd, nvshim, rootfs, "-d", "--env", f"{es.MARK_ENV}=1", cid, "sleep")
     es.check(containerd.client(*args, "300"))
     try:
         tasks = es.check(containerd.client("task", "ls"))
-        assert cid in tasks and "RUNNING" in tasks
-        out = es.check(containerd.client("task", "exec", "--exec-id", "probe", cid, "sh", "-c", PROBE))
+        assert cid in tasks
+        assert "RUNNING" in tasks
+        out = es.check(
+            containerd.client("task", "exec", "--exec-id", "probe", cid, "sh", "-c", PROBE)
+        )
         assert_marked(out, env=False)
         es.check(containerd.client("task", "kill", "--signal", "SIGKILL", cid))
         for _ in range(50):
@@ -239,6 +282,29 @@ def test_docker_modifier_effect(dockerd: es.Dockerd) -> None:
         "-e", f"{es.MARK_ENV}=1", "nvshim-busybox:test", "sh", "-c", PROBE,
     )  # fmt: skip
     assert_marked(es.check(proc))
+
+
+def test_docker_csv_mode(dockerd: es.Dockerd) -> None:
+    proc = dockerd.client(
+        "run", "--rm", "--runtime", "nvshim", "--network", "none",
+        "-e", "NVIDIA_VISIBLE_DEVICES=all", "nvshim-busybox:test", "sh", "-c", CSV_PROBE,
+    )  # fmt: skip
+    assert_csv_served(es.check(proc))
+
+
+def test_docker_gpus_all_is_served_by_csv_mode(
+    dockerd: es.Dockerd, setup_runc: es.NvshimSetup
+) -> None:
+    """`--gpus all` inserts NVIDIA's prestart hook (a fake that fails if run);
+    docker-gpus-detector removes it and csv mode serves the request."""
+    proc = dockerd.client(
+        "run", "--rm", "--runtime", "nvshim", "--network", "none", "--gpus", "all",
+        "nvshim-busybox:test", "sh", "-c", CSV_PROBE,
+    )  # fmt: skip
+    assert "the fake NVIDIA hook ran" not in proc.stderr
+    assert_csv_served(es.check(proc))
+    log = setup_runc.debug_log.read_text()
+    assert "docker-gpus-detector: removed 1 NVIDIA prestart hook(s) (" in log, log[-2000:]
 
 
 def test_docker_lifecycle_and_update(dockerd: es.Dockerd) -> None:
@@ -282,7 +348,9 @@ def test_docker_refusal_reaches_the_user(dockerd: es.Dockerd) -> None:
 
 def test_docker_unknown_runtime_name(dockerd: es.Dockerd) -> None:
     """The error docs/engines/docker.md explains, as this Docker words it."""
-    proc = dockerd.client("run", "--rm", "--runtime", "nvshim-missing", "nvshim-busybox:test", "true")
+    proc = dockerd.client(
+        "run", "--rm", "--runtime", "nvshim-missing", "nvshim-busybox:test", "true"
+    )
     assert proc.returncode != 0
     # Docker 23+ says "unknown or invalid runtime name: X", 20.10 "Unknown runtime specified X".
     err = proc.stderr.lower()
@@ -334,7 +402,9 @@ def test_crun_refusal_reaches_the_user(
     containerd_crun: es.Containerd, nvshim: str, rootfs: Path
 ) -> None:
     cid = new_name("crun")
-    args = ctr_run(containerd_crun, nvshim, rootfs, "--rm", "--env", f"{es.REFUSE_ENV}=1", cid, "echo")
+    args = ctr_run(
+        containerd_crun, nvshim, rootfs, "--rm", "--env", f"{es.REFUSE_ENV}=1", cid, "echo"
+    )
     proc = containerd_crun.client(*args, "ran")
     containerd_crun.client("container", "delete", cid)
     assert proc.returncode != 0

@@ -1,0 +1,118 @@
+"""nox sessions for nvshim: `nox -l` lists them, `nox -s tests` runs the test suite."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+EXAMPLE_PLUGIN = ROOT / "plugins" / "nvshim-host-mounts"
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "build"]
+nox.options.reuse_existing_virtualenvs = True
+# Run on the interpreters this machine has; a missing one is skipped, not an error.
+nox.options.error_on_missing_interpreters = False
+nox.needs_version = ">=2024.3.2"
+
+
+def _add_pyenv_pythons() -> None:
+    """Put every pyenv-installed CPython on PATH, so `pythonX.Y` resolves to it.
+
+    pyenv's own shims only answer for the versions selected with `pyenv
+    global`; nox needs each interpreter by its `pythonX.Y` name.
+    """
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    folders = []
+    for version in PYTHONS:
+        found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin")))
+        if found:
+            folders.append(found[-1])
+    if folders:
+        os.environ["PATH"] = os.pathsep.join([*folders, os.environ.get("PATH", "")])
+
+
+_add_pyenv_pythons()
+
+
+def _install_wheel(session: nox.Session, *extra: str) -> None:
+    """Build nvshim's wheel and install it (not editable), so packaging mistakes surface."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    dist = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT))
+    wheels = sorted(dist.glob("nvshim-*.whl"))
+    session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
+    session.install(str(wheels[-1]), *extra)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite against the installed wheel (real runc tests need root)."""
+    _install_wheel(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def tests_with_example(session: nox.Session) -> None:
+    """Run the core suite with the example plugin installed: it must change nothing else."""
+    _install_wheel(session, str(EXAMPLE_PLUGIN))
+    session.run("pytest", *session.posargs)
+    session.run("pytest", str(EXAMPLE_PLUGIN / "tests"))
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Check style and common mistakes with ruff."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package and the built-in plugins with mypy --strict."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"))
+    session.install("-e", ".")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation with warnings as errors (mkdocs --strict)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.install(".")
+    session.run("python", "docs/gen_hooks.py", "--check")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+
+
+@nox.session(python="3.11")
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel, and check the wheel's contents."""
+    session.install("build")
+    out = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(out), str(ROOT))
+    session.run(
+        "python",
+        "-c",
+        "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); "
+        "need = ['nvshim/__init__.py', 'nvshim/py.typed', 'nvshim_legacy_hook/__init__.py', "
+        "'nvshim_csv_discovery/__init__.py', 'nvshim_docker_gpus_detector/__init__.py', "
+        "'nvshim_cdi/__init__.py']; "
+        "missing = [n for n in need if n not in names] + "
+        "([] if any(n.endswith('.data/scripts/nvshim') for n in names) else ['scripts/nvshim']); "
+        "sys.exit(f'missing from the wheel: {missing}' if missing else 0)",
+        str(sorted(out.glob("*.whl"))[-1]),
+    )
+
+
+@nox.session(python="3.11", default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmark suite (`nox -s bench -- --quick` for a short run)."""
+    session.install(".")
+    session.run("python", "bench/run.py", *session.posargs)

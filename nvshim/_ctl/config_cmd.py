@@ -1,0 +1,181 @@
+"""``nvshim-ctl config show`` and ``nvshim-ctl config validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``config`` command and its ``show`` and ``validate`` subcommands."""
+    parser = subparsers.add_parser("config", help="show or check nvshim's configuration")
+    commands = parser.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    commands.required = True
+    show = commands.add_parser(
+        "show", help="print the effective configuration and the file it came from"
+    )
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--config", help="config.toml to read (default: as the runtime)")
+    show.set_defaults(func=run_show)
+    validate = commands.add_parser(
+        "validate", help="check a config file (default: the one the runtime reads)"
+    )
+    validate.add_argument("file", nargs="?", help="the config.toml to check")
+    validate.set_defaults(func=run_validate)
+
+
+def _toml_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def effective(config: Any) -> dict[str, Any]:
+    """The configuration as a JSON object with the file's key names, defaults included."""
+    import attrs
+
+    def convert(value: Any) -> Any:
+        if attrs.has(type(value)):
+            return {
+                _toml_key(field.name): convert(getattr(value, field.name))
+                for field in attrs.fields(type(value))
+                if field.name not in ("source", "ignored_keys")
+            }
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    data: dict[str, Any] = convert(config)
+    return data
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_bare(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    return json.dumps(value)
+
+
+def _bare(key: str) -> str:
+    import re
+
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _write_toml(data: dict[str, Any], prefix: str = "") -> list[str]:
+    lines: list[str] = []
+    # Scalars first: in TOML, keys after a [table] header belong to that table.
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict) or not v}
+    tables = {k: v for k, v in data.items() if k not in scalars}
+    for key, value in scalars.items():
+        if value is None:
+            lines.append(f"# {_bare(key)} is not set")
+        else:
+            lines.append(f"{_bare(key)} = {_toml_value(value)}")
+    for key, value in tables.items():
+        name = f"{prefix}.{_bare(key)}" if prefix else _bare(key)
+        lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(_write_toml(value, name))
+    return lines
+
+
+def run_show(namespace: argparse.Namespace) -> int:
+    """Print the effective configuration (defaults filled in) with its source file."""
+    from nvshim._configfile import config_path
+    from nvshim.config import ConfigError, load_config
+
+    path = namespace.config or config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+        return 1
+    data = effective(config)
+    if namespace.json:
+        out = {
+            "source": config.source,
+            "searched": path,
+            "ignored_keys": list(config.ignored_keys),
+            "effective_mode": config.mode,
+            "config": data,
+        }
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if config.source:
+        sys.stdout.write(f"# source: {config.source}\n")
+    else:
+        sys.stdout.write(f"# source: none ({path} does not exist): defaults\n")
+    for key in config.ignored_keys:
+        sys.stdout.write(f"# ignored unknown key: {key}\n")
+    sys.stdout.write("\n".join(_write_toml(data)).lstrip("\n") + "\n")
+    return 0
+
+
+def run_validate(namespace: argparse.Namespace) -> int:
+    """Check a config file the way a create reads it, plugin tables included."""
+    import os
+
+    from nvshim._configfile import config_path
+    from nvshim.config import ConfigError, load_config, plugin_options
+
+    path = namespace.file or config_path()
+    if not os.path.exists(path):
+        sys.stderr.write(f"nvshim-ctl: config {path}: no such file\n")
+        return 1
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+        return 1
+    problems = _check_plugin_tables(config, plugin_options)
+    for problem in problems:
+        sys.stderr.write(f"nvshim-ctl: {problem}\n")
+    if problems:
+        return 1
+    for key in config.ignored_keys:
+        sys.stdout.write(f"{path}: note: unknown key {key} ignored\n")
+    sys.stdout.write(f"{path}: valid\n")
+    return 0
+
+
+def _check_plugin_tables(config: Any, plugin_options: Any) -> list[str]:
+    """Structure each ``[nvshim.plugins.<name>]`` table with its modifier's config class.
+
+    A table that names no installed modifier is reported too: it is most
+    likely a typo, and the plugin it was meant for runs with its defaults.
+    """
+    from nvshim.config import ConfigError
+    from nvshim.runtime import load_modifiers
+
+    tables = dict(config.nvshim.plugins)
+    if not tables:
+        return []
+    problems: list[str] = []
+    try:
+        _pm, modifiers = load_modifiers(config)
+    except Exception as exc:  # the plugin host failing must still give one line
+        return [f"cannot load plugins to check their tables: {type(exc).__name__}: {exc}"]
+    known = {info.name: info for info in modifiers.all()}
+    for name in tables:
+        info = known.get(name)
+        if info is None:
+            problems.append(
+                f"config {config.source}: table [nvshim.plugins.{name}]: "
+                f"no installed modifier is named {name!r}"
+            )
+            continue
+        try:
+            plugin_options(config, name, info.modifier.config_class)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
