@@ -7,11 +7,15 @@ every container operation and must not pay for pluggy, attrs or cattrs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from nvshim._version import __version__
 
+# Not `typing.TYPE_CHECKING`: `import nvshim` runs on every runtime call, and
+# typing costs more than the rest of it.  mypy knows this name.
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from nvshim.changes import Change
     from nvshim.config import Config, ConfigError, load_config
     from nvshim.errors import NvshimError

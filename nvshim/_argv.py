@@ -9,7 +9,12 @@ Everything else is passed to the runtime untouched.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+
+# Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
+# pass-through path itself (see docs/performance.md).  mypy knows this name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: Global options of runc and crun that take a value.
 VALUE_OPTIONS = frozenset(

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+
+# Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
+# pass-through path itself (see docs/performance.md).  mypy knows this name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 from nvshim._argv import ArgvError, parse_args
 from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from

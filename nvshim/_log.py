@@ -8,11 +8,15 @@ cannot be opened stop a container.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from typing import TextIO
+
+# Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
+# pass-through path itself (see docs/performance.md).  mypy knows this name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 LEVELS = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "fatal": 50}
 _NAMES = {5: "trace", 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "fatal"}
@@ -150,8 +154,10 @@ class Logger:
     def close(self) -> None:
         """Close every file."""
         for target in self._targets:
-            with contextlib.suppress(OSError):
+            try:
                 target.handle.close()
+            except OSError:
+                pass
         self._targets.clear()
 
 

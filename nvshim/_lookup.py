@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+
+# Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
+# pass-through path itself (see docs/performance.md).  mypy knows this name.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 #: Searched after PATH: podman calls ``delete --force`` with no PATH at all.
 DEFAULT_FOLDERS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")

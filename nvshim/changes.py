@@ -91,6 +91,10 @@ _DESCEND = frozenset(
 )
 
 
+#: A member that is absent (as opposed to present with the value null).
+_MISSING: Any = object()
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -101,12 +105,6 @@ def _get(data: Any, path: tuple[str, ...]) -> Any:
             return None
         data = data.get(key)
     return data
-
-
-def _is_empty(value: Any) -> bool:
-    # Spec methods create empty containers on the way (``hooks: {}``); an
-    # empty container where there was nothing is no change worth reporting.
-    return value is None or value == {} or value == []
 
 
 def _grouped(
@@ -184,19 +182,23 @@ def _multi(
 def _itemized(path: tuple[str, ...], before: Any, after: Any) -> Iterator[Change]:
     """Entry-level changes of one of the :data:`_ITEMIZED` paths."""
     if path == ("hooks",):
-        if isinstance(before or {}, Mapping) and isinstance(after or {}, Mapping):
+        if _object_or_nothing(before) and _object_or_nothing(after):
             old_hooks, new_hooks = before or {}, after or {}
             for stage in sorted(set(old_hooks) | set(new_hooks)):
                 old = _grouped(old_hooks.get(stage), _member("path"))
                 new = _grouped(new_hooks.get(stage), _member("path"))
                 if old is None or new is None:
-                    yield from _field(("hooks", stage), old_hooks.get(stage), new_hooks.get(stage))
+                    yield from _field(
+                        ("hooks", stage),
+                        old_hooks.get(stage, _MISSING),
+                        new_hooks.get(stage, _MISSING),
+                    )
                     continue
                 for change in _multi("hook", old, new):
                     yield attrs.evolve(change, key=f"{stage}:{change.key}")
             return
     elif path == ("annotations",):
-        if isinstance(before or {}, Mapping) and isinstance(after or {}, Mapping):
+        if _object_or_nothing(before) and _object_or_nothing(after):
             old_map = {k: [v] for k, v in (before or {}).items()}
             new_map = {k: [v] for k, v in (after or {}).items()}
             yield from _single("annotation", old_map, new_map)
@@ -220,26 +222,42 @@ def _itemized(path: tuple[str, ...], before: Any, after: Any) -> Iterator[Change
             return
     # Not the expected shape at all (a modifier wrote a string where a list
     # belongs): one change of the whole field, which validation then refuses.
-    yield from _field(path, before, after)
+    yield from _field(
+        path, _MISSING if before is None else before, _MISSING if after is None else after
+    )
+
+
+def _value(value: Any) -> Any:
+    return None if value is _MISSING else value
 
 
 def _field(path: tuple[str, ...], before: Any, after: Any) -> Iterator[Change]:
-    if before == after or (_is_empty(before) and _is_empty(after)):
+    if before is after or before == after:
         return
-    action = "add" if before is None else "remove" if after is None else "replace"
-    yield Change("field", ".".join(path), action, before, after, source="raw")
+    action = "add" if before is _MISSING else "remove" if after is _MISSING else "replace"
+    yield Change("field", ".".join(path), action, _value(before), _value(after), source="raw")
+
+
+def _object_or_nothing(value: Any) -> bool:
+    return value is _MISSING or value is None or isinstance(value, Mapping)
 
 
 def _walk(path: tuple[str, ...], before: Any, after: Any) -> Iterator[Change]:
-    if before == after:
+    if before is after or before == after:
+        return
+    if after is None:
+        # null written where a value (or nothing) was: Go reads it as absent,
+        # the schema refuses it; report the field so that validation sees it.
+        yield from _field(path, before, after)
         return
     if path in _ITEMIZED:
-        yield from _itemized(path, before, after)
+        yield from _itemized(path, _value(before), _value(after))
         return
-    if path in _DESCEND and isinstance(before or {}, Mapping) and isinstance(after or {}, Mapping):
-        old, new = before or {}, after or {}
+    if path in _DESCEND and _object_or_nothing(before) and _object_or_nothing(after):
+        old = before if isinstance(before, Mapping) else {}
+        new = after if isinstance(after, Mapping) else {}
         for key in list(old) + [k for k in new if k not in old]:
-            yield from _walk((*path, key), old.get(key), new.get(key))
+            yield from _walk((*path, key), old.get(key, _MISSING), new.get(key, _MISSING))
         return
     yield from _field(path, before, after)
 

@@ -9,7 +9,7 @@ cattrs.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
@@ -90,8 +90,8 @@ class Mount:
     """
 
     destination: str = attrs.field(validator=_container_path)
-    source: str | None = None
-    type: str | None = None
+    source: Optional[str] = None
+    type: Optional[str] = None
     options: tuple[str, ...] = attrs.field(default=(), converter=_strings)
 
 
@@ -114,9 +114,9 @@ class Device:
     type: str = attrs.field(validator=attrs.validators.in_(DEVICE_TYPES))
     major: int = attrs.field(validator=_int)
     minor: int = attrs.field(validator=_int)
-    file_mode: int | None = attrs.field(default=None, validator=_optional_int)
-    uid: int | None = attrs.field(default=None, validator=_optional_int)
-    gid: int | None = attrs.field(default=None, validator=_optional_int)
+    file_mode: Optional[int] = attrs.field(default=None, validator=_optional_int)
+    uid: Optional[int] = attrs.field(default=None, validator=_optional_int)
+    gid: Optional[int] = attrs.field(default=None, validator=_optional_int)
     access: str = attrs.field(default="rwm", kw_only=True)
 
     @access.validator
@@ -138,7 +138,7 @@ class Hook:
     path: str = attrs.field(validator=_host_path)
     args: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    timeout: int | None = attrs.field(default=None, validator=_optional_int)
+    timeout: Optional[int] = attrs.field(default=None, validator=_optional_int)
 
     @timeout.validator
     def _check_timeout(self, _attribute: attrs.Attribute[int | None], value: int | None) -> None:

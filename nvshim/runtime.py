@@ -90,6 +90,11 @@ def _resolve_mode(config: Config, spec: Spec, logger: Logger) -> str:
     configured = config.mode
     if configured != "auto":
         return configured
+    # Devices asked for through CDI annotations (Kubernetes' way) mean CDI mode.
+    prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
+    if any(key.startswith(p) for key in spec.annotations for p in prefixes if p):
+        logger.debug("mode auto resolved to cdi (CDI annotations)")
+        return "cdi"
     request = read_request(spec.raw, request_options(config))
     mode = resolve_mode(configured, request.devices if request.gpu else ())
     logger.debug("mode auto resolved to %s", mode)

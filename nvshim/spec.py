@@ -561,6 +561,18 @@ class Spec:
         caps = (self._data.get("process") or {}).get("capabilities") or {}
         return "CAP_SYS_ADMIN" in (caps.get("bounding") or ())
 
+    def set_linux(self, key: str, value: Any) -> None:
+        """Set ``linux.<key>`` (``intelRdt``, ``netDevices`` ...) to a JSON value.
+
+        For the few fields a modifier may own whole; recorded like any change.
+        """
+        linux: dict[str, Any] = self._section("linux")
+        before = linux.get(key)
+        if before == value:
+            return
+        linux[key] = value
+        self._record("linux", key, "add" if before is None else "replace", before, value)
+
     def add_additional_gids(self, gids: list[int]) -> None:
         """Add ``gids`` to ``process.user.additionalGids`` (keeping order, no duplicates)."""
         current: list[int] = self._section("process", "user", "additionalGids", default=list)

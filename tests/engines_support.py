@@ -189,6 +189,8 @@ class Area:
         # Short and under /tmp: unix socket paths must stay under 108 bytes.
         self.path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.daemons: list[Daemon] = []
+        #: cgroup folder names (below each hierarchy's top) to remove if empty at the end.
+        self.cgroup_parents: set[str] = set()
 
     def sub(self, name: str) -> Path:
         """A folder below the area, created if missing."""
@@ -201,6 +203,7 @@ class Area:
         for daemon in reversed(self.daemons):
             daemon.stop()
         kill_processes_under(self.path)
+        remove_empty_cgroups(self.cgroup_parents)
         unmount_under(self.path)
         shutil.rmtree(self.path, ignore_errors=True)
 
@@ -216,23 +219,70 @@ def area(prefix: str = "nvshim-eng-") -> Iterator[Area]:
 
 
 def kill_processes_under(folder: Path) -> None:
-    """SIGKILL, by pid, every process whose argv names ``folder`` (shims, conmon, containers).
+    """SIGKILL, by pid, every process started for ``folder``; remove their cgroups.
 
-    Only processes started for the area can name its unique random path.
+    That is every process whose argv names the folder (shims, conmon) or whose
+    root folder lies in it (containers left running by a failed test). Only
+    processes started for the area can name its unique random path.
     """
-    marker = str(folder).encode()
+    marker = str(folder)
     me = os.getpid()
+    victims: list[int] = []
+    cgroups: set[str] = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 cmdline = f.read()
+            root = os.readlink(f"/proc/{entry}/root")
         except OSError:
             continue
-        if marker in cmdline:
+        if marker.encode() in cmdline or root == marker or root.startswith(marker + "/"):
+            victims.append(int(entry))
+            cgroups.update(_cgroup_dirs(int(entry)))
+    for pid in victims:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while victims and time.monotonic() < deadline:
+        victims = [pid for pid in victims if os.path.exists(f"/proc/{pid}/cmdline")]
+        time.sleep(0.05)
+    # A container's cgroups outlive it when nothing deletes the container.
+    for path in sorted(cgroups, key=len, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+def remove_empty_cgroups(names: set[str]) -> None:
+    """rmdir ``/sys/fs/cgroup/<hierarchy>/<name>`` where empty (engines' parent cgroups)."""
+    hierarchies = [Path("/sys/fs/cgroup")]
+    with contextlib.suppress(OSError):
+        hierarchies += [p for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir()]
+    for name in names:
+        for top in hierarchies:
             with contextlib.suppress(OSError):
-                os.kill(int(entry), signal.SIGKILL)
+                (top / name).rmdir()  # fails, as it should, while in use
+
+
+def _cgroup_dirs(pid: int) -> list[str]:
+    """The cgroup folders of ``pid`` below the top of each hierarchy (never the top)."""
+    dirs = []
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if path in ("", "/"):
+            continue
+        if controllers == "":
+            base = "/sys/fs/cgroup/unified" if cgroup_v2_unified_mounted() else "/sys/fs/cgroup"
+        else:
+            base = "/sys/fs/cgroup/" + controllers.replace("name=", "")
+        dirs.append(base + path)
+    return dirs
 
 
 def unmount_under(folder: Path) -> None:
@@ -451,7 +501,9 @@ class Containerd:
         self.configure_output = configure("containerd", self.config, nvshim)
         self.socket = self.folder / "containerd.sock"
         self.runc_root = self.folder / "runc"
-        self.namespace = "nvshim-test"
+        # A namespace of the area's own: ctr puts its cgroups below /<namespace>.
+        self.namespace = area.path.name
+        area.cgroup_parents.add(self.namespace)
         argv = [binary, "--config", str(self.config)]
         if for_crun:
             argv = private_cgroup_v1(argv)
@@ -483,7 +535,7 @@ class Dockerd:
         self.docker = require_binary("docker")
         self.folder = area.sub("docker")
         self.config = self.folder / "daemon.json"
-        self.config.write_text(json.dumps({"log-level": "info", "storage-driver": "overlay2"}))
+        self.config.write_text(json.dumps({"log-level": "info", "ip-forward": False}))
         self.configure_output = configure("docker", self.config, nvshim)
         self.socket = self.folder / "docker.sock"
         argv = [

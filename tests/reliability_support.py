@@ -269,7 +269,7 @@ def kill(proc: Any) -> None:
             os.kill(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    proc.wait()
+    proc.communicate()  # reaps it and closes the pipes
 
 
 def check_one_line(stderr: str) -> str:

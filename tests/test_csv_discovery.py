@@ -523,3 +523,25 @@ def test_jetson_csv_files(tmp_path: Path, name: str) -> None:
     rules = data["linux"]["resources"]["devices"]
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
     assert schema_errors(data) == []
+
+
+# -- the README's main job -------------------------------------------------------
+
+
+def test_demo_spec_only(nvshim_ctl: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [nvshim_ctl, "demo", "--spec-only"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert '+      "destination": "/usr/lib/nvdemo/libnvdemo.so.1.0.0",' in out
+    assert "libnvdemo.so.1::/usr/lib/nvdemo/libnvdemo.so" in out
+    assert "No container run (--spec-only)" in out
+    folder = out.split(" in ", 1)[1].split(":", 1)[0]
+    assert not os.path.exists(folder), "the demo left its temporary folder behind"

@@ -273,6 +273,8 @@ def test_ctr_refusal_reaches_the_user(containerd: es.Containerd, nvshim: str, ro
 def test_docker_knows_the_configured_runtime(dockerd: es.Dockerd, nvshim: str) -> None:
     runtimes = json.loads(es.check(dockerd.client("info", "--format", "{{json .Runtimes}}")))
     assert runtimes["nvshim"]["path"] == nvshim
+    written = json.loads(dockerd.config.read_text())
+    assert list(written) == ["log-level", "ip-forward", "runtimes"]  # other keys kept, in order
     assert "restart Docker" in dockerd.configure_output
 
 

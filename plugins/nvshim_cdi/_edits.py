@@ -135,17 +135,5 @@ def apply_edits(spec: Spec, edits: ContainerEdits, source: str) -> None:
 
 
 def _set_linux_field(spec: Spec, key: str, value: Any) -> None:
-    """Set ``linux.<key>``, which the Spec API does not model, and record the change.
-
-    The write goes through ``spec.raw``; the change is recorded with the
-    Spec's own recorder so that it is attributed and conflict-checked like
-    every other edit.
-    """
-    linux = spec.raw.get("linux")
-    if linux is None:
-        linux = spec.raw["linux"] = {}
-    before = linux.get(key)
-    if before == value:
-        return
-    linux[key] = value
-    spec._record("linux", key, "add" if before is None else "replace", before, value)
+    """Set ``linux.<key>`` through the Spec API (attributed and conflict-checked)."""
+    spec.set_linux(key, value)

@@ -1,0 +1,96 @@
+"""Helpers for tests that install third-party plugins by hand.
+
+A plugin distribution is written as modules plus a ``*.dist-info`` folder
+(see ``conftest.write_plugin_distribution``); put that folder on
+``PYTHONPATH`` for a subprocess running ``nvshim``/``nvshim-ctl``, or on
+``sys.path`` in-process (:func:`on_sys_path`): importlib.metadata finds its
+entry points exactly as it finds a pip-installed plugin's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+from conftest import write_plugin_distribution
+
+__all__ = [
+    "bundle_with",
+    "on_sys_path",
+    "plugin_dist",
+    "run_tool",
+    "tool_env",
+]
+
+
+def plugin_dist(
+    site: Path,
+    dist: str,
+    source: str,
+    entry_point: Optional[str] = None,
+    version: str = "1.0",
+) -> Path:
+    """Install the one-module plugin distribution ``dist`` into ``site``.
+
+    The module is named after the distribution (``nvshim-t-x`` ->
+    ``nvshim_t_x``); its entry point defaults to the name without the
+    ``nvshim-`` prefix, per the naming rule.
+    """
+    module = dist.replace("-", "_")
+    name = entry_point or dist.removeprefix("nvshim-")
+    write_plugin_distribution(site, dist, {module: source}, {name: module}, version=version)
+    return site
+
+
+@contextmanager
+def on_sys_path(folder: Path) -> Iterator[Path]:
+    """Put ``folder`` first on ``sys.path``; at exit remove it and the modules loaded from it."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(folder))
+    try:
+        yield folder
+    finally:
+        sys.path.remove(str(folder))
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
+            if str(getattr(module, "__file__", "") or "").startswith(str(folder)):
+                del sys.modules[name]
+
+
+def tool_env(site: Optional[Path], config: Optional[Path], **extra: str) -> dict[str, str]:
+    """An environment for nvshim/nvshim-ctl with ``site`` on PYTHONPATH and ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
+    env.pop("PYTHONPATH", None)
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
+    env["NVSHIM_CONFIG"] = str(config) if config is not None else "/nonexistent/config.toml"
+    env.update(extra)
+    return env
+
+
+def run_tool(
+    exe: str, args: Sequence[str], env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``exe args`` and capture its text output."""
+    return subprocess.run(
+        [exe, *args], env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def bundle_with(folder: Path, spec: Mapping[str, Any]) -> Path:
+    """A bundle folder with ``spec`` as its config.json (pretty, so bytes are easy to compare)."""
+    (folder / "rootfs").mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(spec, indent=1))
+    return folder
+
+
+def dedent(source: str) -> str:
+    """``textwrap.dedent`` for plugin sources written inline."""
+    return textwrap.dedent(source)
