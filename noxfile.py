@@ -60,10 +60,23 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11", default=False)
 def tests_with_example(session: nox.Session) -> None:
-    """Run the core suite with the example plugin installed: it must change nothing else."""
+    """Run the core suite with the example plugin installed: it must change nothing else.
+
+    The plugin is installed from its own folder exactly as a third party's
+    (its own pyproject.toml, found only through its entry point); then the
+    plugin's own tests run against the installed nvshim.
+    """
     _install_wheel(session, str(EXAMPLE_PLUGIN))
+    session.run("nvshim-ctl", "plugins")  # shows host-mounts as active in the log
     session.run("pytest", *session.posargs)
-    session.run("pytest", str(EXAMPLE_PLUGIN / "tests"))
+    session.run(
+        "pytest",
+        "--rootdir",
+        str(EXAMPLE_PLUGIN),
+        "-c",
+        str(EXAMPLE_PLUGIN / "pyproject.toml"),
+        str(EXAMPLE_PLUGIN / "tests"),
+    )
 
 
 @nox.session(python="3.11")
@@ -109,6 +122,22 @@ def build(session: nox.Session) -> None:
         "sys.exit(f'missing from the wheel: {missing}' if missing else 0)",
         str(sorted(out.glob("*.whl"))[-1]),
     )
+
+
+@nox.session(python="3.11", default=False)
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the config.json and CSV parsers for a bounded time (hypothesis at scale).
+
+    ``NVSHIM_FUZZ_SECONDS`` sets the time per target (default 60).  With
+    ``-- --engine atheris`` it uses atheris (coverage-guided) where atheris
+    installs.  A failure prints the smallest input that breaks a parser and
+    fails the session.
+    """
+    _install_wheel(session)
+    if "atheris" in session.posargs:
+        session.install("atheris")
+    seconds = os.environ.get("NVSHIM_FUZZ_SECONDS", "60")
+    session.run("python", "tests/fuzz_targets.py", "--seconds", seconds, *session.posargs)
 
 
 @nox.session(python="3.11", default=False)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 import sys
 
+from nvshim._argv import ArgvError, parse_args
+from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from
+from nvshim._log import Logger, stderr_line
+from nvshim._lookup import RuntimeNotFound, find_runtime
+
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
 # pass-through path itself (see docs/performance.md).  mypy knows this name.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-from nvshim._argv import ArgvError, parse_args
-from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from
-from nvshim._log import Logger, stderr_line
-from nvshim._lookup import RuntimeNotFound, find_runtime
 
 
 def _fail(line: str, log_file: str | None, log_format: str) -> int:

@@ -71,8 +71,10 @@ def runtimes_from(raw: Mapping[str, Any] | None) -> tuple[str, ...]:
     Used on the pass-through path, where a wrong value must not stop
     ``delete`` or ``state``: anything but a list of strings gives the default.
     """
-    table = (raw or {}).get("nvidia-container-runtime")
-    if isinstance(table, dict) or _is_mapping(table):
+    table: Any = (raw or {}).get("nvidia-container-runtime")
+    if not isinstance(table, dict) and _is_mapping(table):
+        table = dict(table)
+    if isinstance(table, dict):
         value = table.get("runtimes")
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return tuple(value)

@@ -18,10 +18,10 @@ import attrs
 if TYPE_CHECKING:
     from nvshim.spec import Spec
 
-__all__ = ["KINDS", "MULTI_VALUED", "Change", "ChangeTracker", "spec_diff"]
+__all__ = ["KINDS", "MULTI_VALUED", "Change", "ChangeTracker", "field_key", "spec_diff"]
 
 #: Every kind of change, as in :attr:`Change.kind`.
-KINDS = ("env", "mount", "device", "device-rule", "hook", "annotation", "gid", "field")
+KINDS = ("env", "mount", "device", "device-rule", "hook", "annotation", "gid", "linux", "field")
 
 #: Kinds whose key may hold several entries side by side (two hooks with one
 #: path, two cgroup rules for one device): adding another entry changes none
@@ -34,10 +34,13 @@ class Change:
     """One change to a spec.
 
     :param kind: what was changed: ``env``, ``mount``, ``device``,
-        ``device-rule``, ``hook``, ``annotation``, ``gid``, or ``field`` for
-        any other part of the spec (changed through ``Spec.raw``).
+        ``device-rule``, ``hook``, ``annotation``, ``gid``, ``linux`` (a
+        ``linux.<key>`` field set whole with ``Spec.set_linux``), or
+        ``field`` for any other part of the spec (changed through
+        ``Spec.raw``).
     :param key: which one: the variable name, the mount destination, the
-        device path, ``<type> <major>:<minor>`` for a device rule,
+        device path, ``<type> <major>:<minor>`` for a device rule, the
+        member of ``linux`` for ``linux``,
         ``<stage>:<path>`` for a hook, the annotation key, the gid, or the
         dotted path of a field (``process.args``, ``linux.namespaces``).
     :param action: ``add``, ``replace`` or ``remove``.
@@ -277,6 +280,17 @@ def spec_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Chang
 # -- attribution and conflicts -----------------------------------------------
 
 
+def field_key(change: Change) -> tuple[str, str]:
+    """``(kind, key)`` with a ``linux`` change spelled as the ``field`` it is.
+
+    ``Spec.set_linux("intelRdt", ...)`` and a write to
+    ``spec.raw["linux"]["intelRdt"]`` change the same thing.
+    """
+    if change.kind == "linux":
+        return ("field", f"linux.{change.key}")
+    return (change.kind, change.key)
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else _canonical(value)
     return repr(text if len(text) <= 60 else text[:57] + "...")
@@ -360,8 +374,8 @@ class ChangeTracker:
         data = self._spec.raw
         if data == self._snapshot:
             return []  # the snapshot still matches: the next modifier reuses it
-        explained = {(c.kind, c.key) for c in self.changes[start:]}
-        found = [c for c in spec_diff(self._snapshot, data) if (c.kind, c.key) not in explained]
+        explained = {field_key(c) for c in self.changes[start:]}
+        found = [c for c in spec_diff(self._snapshot, data) if field_key(c) not in explained]
         for change in found:
             record(change)
         self._snapshot = None
@@ -377,7 +391,7 @@ class ChangeTracker:
         if change.kind in MULTI_VALUED:
             value = change.before if change.action == "remove" else change.after
             return (change.kind, change.key, _canonical(value))
-        return (change.kind, change.key)
+        return field_key(change)
 
     def _add(self, change: Change, overrides: tuple[str, ...]) -> None:
         name = change.modifier

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
@@ -166,6 +166,8 @@ class Config:
 
 # Classes whose unknown keys are errors (nvshim's own tables).
 _STRICT = (NvshimConfig,)
+# Config fields that are not TOML keys.
+_CONFIG_OMIT = frozenset({"source", "ignored_keys"})
 # Leaves first: cattrs resolves a nested class's hook when the outer one is built.
 _NESTED = (
     CsvModeConfig,
@@ -302,10 +304,122 @@ def _error_lines(exc: BaseException, source: str) -> list[str]:
     return lines
 
 
+# --- Structuring without cattrs, for values that are already right.
+#
+# Importing cattrs and generating its structuring functions costs more than
+# the rest of a create (see docs/performance.md).  A config that is valid
+# needs no conversion beyond lists to tuples and ints to floats, so
+# _quick_structure builds it directly; at the first thing it does not
+# expect (a wrong type, an unknown key where those are errors, a field type
+# it does not know, a validator that refuses) it gives up, and cattrs
+# structures the same data, raising the errors it always raised.
+
+_GIVE_UP = object()
+#: Field kinds by type: a valid value of each needs only this conversion.
+_STRINGS_TYPE = tuple[str, ...]
+_OPTIONAL_STR = Optional[str]
+
+
+def _field_kind(field_type: Any) -> str | None:
+    if field_type is str or field_type is bool or field_type is float:
+        return field_type.__name__
+    if field_type is int:
+        return "int"
+    if field_type == _STRINGS_TYPE:
+        return "strings"
+    if field_type == _OPTIONAL_STR:
+        return "optional-str"
+    if isinstance(field_type, type) and attrs.has(field_type):
+        return "attrs"
+    return None
+
+
+@functools.cache
+def _plan(cls: type, omit: frozenset[str]) -> tuple[tuple[str, str, str | None, Any], ...]:
+    """(field name, TOML key, kind, type) for each field of ``cls`` not in ``omit``."""
+    return tuple(
+        (f.name, _toml_name(f.name), _field_kind(f.type), f.type)
+        for f in attrs.fields(cls)
+        if f.name not in omit
+    )
+
+
+def _quick_structure(
+    data: Mapping[str, Any],
+    cls: type,
+    *,
+    strict: Callable[[type], bool],
+    omit: frozenset[str] = frozenset(),
+) -> Any:
+    """``cls`` built from ``data``, or :data:`_GIVE_UP` (see above).
+
+    ``strict(cls)`` says whether an unknown key of ``cls``'s table is an error.
+    """
+    if not isinstance(data, dict):
+        return _GIVE_UP
+    kwargs: dict[str, Any] = {}
+    plan = _plan(cls, omit)
+    for name, key, kind, field_type in plan:
+        if key not in data:
+            continue
+        value = data[key]
+        if kind == "str" or kind == "optional-str":
+            if not isinstance(value, str):
+                return _GIVE_UP
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                return _GIVE_UP
+        elif kind == "int":
+            if type(value) is not int:
+                return _GIVE_UP
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return _GIVE_UP
+            try:
+                value = float(value)
+            except OverflowError:
+                return _GIVE_UP
+        elif kind == "strings":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return _GIVE_UP
+            value = tuple(value)
+        elif kind == "attrs":
+            value = _quick_structure(value, field_type, strict=strict)
+            if value is _GIVE_UP:
+                return _GIVE_UP
+        else:
+            return _GIVE_UP
+        kwargs[name] = value
+    if strict(cls) and len(data) != len(kwargs):
+        return _GIVE_UP  # an unknown key (or an underscore spelling) to report
+    try:
+        return cls(**kwargs)
+    except Exception:  # a validator: cattrs reports it as it always did
+        return _GIVE_UP
+
+
+def _quick_config(data: Mapping[str, Any]) -> Config | None:
+    """The :class:`Config` for ``data`` without cattrs, or None to leave it to cattrs."""
+    nvshim_table: Any = data.get("nvshim")
+    plugins_table = nvshim_table.get("plugins") if isinstance(nvshim_table, dict) else None
+    if plugins_table is not None:
+        # [nvshim.plugins.*]: raw tables, the one field of a kind of its own.
+        if not isinstance(plugins_table, dict) or not all(
+            isinstance(v, dict) for v in plugins_table.values()
+        ):
+            return None
+        data = {**data, "nvshim": {k: v for k, v in nvshim_table.items() if k != "plugins"}}
+    config = _quick_structure(data, Config, strict=_STRICT.__contains__, omit=_CONFIG_OMIT)
+    if config is _GIVE_UP:
+        return None
+    if plugins_table is not None:
+        plugins = {k: dict(v) for k, v in plugins_table.items()}
+        config = attrs.evolve(config, nvshim=attrs.evolve(config.nvshim, plugins=plugins))
+    return config  # type: ignore[no-any-return]
+
+
 def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config:
     """Build a :class:`Config` from parsed TOML, or raise :class:`ConfigError`."""
-    import cattrs
-
     data = dict(raw)
     # Fields are resolved by class annotations; the hidden ones are not TOML keys.
     data.pop("source", None)
@@ -318,6 +432,15 @@ def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config
                 f"config {source}: key '{table}.{key}': expected one of "
                 f"{', '.join(choices)}, got {value!r}"
             )
+    quick = _quick_config(data)
+    config = quick if quick is not None else _structure_with_cattrs(data, source)
+    ignored = tuple(k for k in _unknown_keys(raw, Config) if not k.startswith("nvshim."))
+    return attrs.evolve(config, source=source, ignored_keys=ignored)
+
+
+def _structure_with_cattrs(data: Mapping[str, Any], source: str) -> Config:
+    import cattrs
+
     try:
         config = _converter().structure(data, Config)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
@@ -326,8 +449,7 @@ def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config
         else:
             lines = [f"config {source}: {exc}"]
         raise ConfigError(lines[0] if len(lines) == 1 else "; ".join(lines)) from None
-    ignored = tuple(k for k in _unknown_keys(raw, Config) if not k.startswith("nvshim."))
-    return attrs.evolve(config, source=source, ignored_keys=ignored)
+    return config
 
 
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -347,6 +469,10 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
     table = config.nvshim.plugins.get(name, {})
     if config_class is None:
         return dict(table)
+    if attrs.has(config_class):
+        quick = _quick_options(table, config_class)
+        if quick is not _GIVE_UP:
+            return quick
     import cattrs
     from cattrs.gen import make_dict_structure_fn, override
 
@@ -373,8 +499,26 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
         if isinstance(exc, cattrs.BaseValidationError):
             lines = _error_lines(exc, source)
             lines = [
-                line.replace("key '", f"key 'nvshim.plugins.{name}.", 1) for line in lines
+                line.replace("key '", f"key 'nvshim.plugins.{name}.", 1).replace(
+                    ".(top level)'", "'"
+                )
+                for line in lines
             ]
         else:
             lines = [f"config {source}: [nvshim.plugins.{name}]: {exc}"]
         raise ConfigError("; ".join(lines)) from None
+
+
+def _quick_options(table: Mapping[str, Any], config_class: type) -> Any:
+    """``config_class`` from a plugin's table without cattrs, or :data:`_GIVE_UP`.
+
+    Only for field types whose valid values cattrs passes through unchanged
+    here (strings, booleans, ints, floats, lists of strings, nested classes):
+    see :func:`_quick_structure`.
+    """
+    try:
+        attrs.resolve_types(config_class)  # what cattrs does first, too
+    except Exception:
+        return _GIVE_UP
+    # Its converter forbids unknown keys in every table.
+    return _quick_structure(table, config_class, strict=lambda _cls: True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
@@ -25,6 +26,14 @@ class ModifierError(Exception):
 def _check_name(_inst: object, _attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value or value.strip() != value or " " in value:
         raise ValueError(f"a modifier name must be a non-empty word, got {value!r}")
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    # A typed converter: with ``converter=tuple`` mypy's attrs plugin types
+    # the argument as an unsolvable ``Iterable[_T_co]`` and rejects every call.
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
 
 
 @attrs.frozen
@@ -76,4 +85,4 @@ class Modifier:
     order: int = attrs.field(default=50, validator=attrs.validators.instance_of(int))
     description: str = ""
     config_class: Optional[type] = None
-    overrides: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    overrides: tuple[str, ...] = attrs.field(default=(), converter=_names)

@@ -21,7 +21,7 @@ from nvshim import hookspecs
 from nvshim.modifier import Modifier
 
 if TYPE_CHECKING:
-    from importlib.metadata import EntryPoint
+    from nvshim._epcache import CachedEntryPoint, ScanRow
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -125,8 +125,21 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _entry_points() -> list[tuple[EntryPoint, str | None, str | None]]:
+def _entry_points() -> list[tuple[CachedEntryPoint, str | None, str | None]]:
     """Every ``nvshim`` entry point with its distribution's name and version.
+
+    From a cache that is refreshed whenever the environment changes
+    (:mod:`nvshim._epcache`): the scan below reads every installed
+    distribution's metadata, which would make every create cost more the
+    larger the environment is.
+    """
+    from nvshim._epcache import entry_points
+
+    return [(ep, ep.dist, ep.version) for ep in entry_points(ENTRY_POINT_GROUP, _scan)]
+
+
+def _scan() -> list[ScanRow]:
+    """Scan the installed distributions for ``nvshim`` entry points.
 
     Walks the distributions rather than ``entry_points(group=...)`` because
     Python 3.9 has no ``EntryPoint.dist``, and a plugin's distribution must
@@ -136,7 +149,7 @@ def _entry_points() -> list[tuple[EntryPoint, str | None, str | None]]:
     from importlib.metadata import distributions
 
     seen: set[str] = set()
-    found: list[tuple[EntryPoint, str | None, str | None]] = []
+    found: list[ScanRow] = []
     for dist in distributions():
         try:
             name = dist.metadata["Name"]
@@ -148,8 +161,13 @@ def _entry_points() -> list[tuple[EntryPoint, str | None, str | None]]:
         seen.add(key)
         for ep in dist.entry_points:
             if ep.group == ENTRY_POINT_GROUP:
-                found.append((ep, name, dist.version))
-    found.sort(key=lambda item: item[0].name)
+                # Where its metadata lives (a private attribute, absent for
+                # distributions of other finders): the cache watches it.
+                where = getattr(dist, "_path", None)
+                found.append(
+                    (ep.name, ep.value, ep.group, name, dist.version, where and str(where))
+                )
+    found.sort(key=lambda item: item[0])
     return found
 
 

@@ -175,9 +175,91 @@ def _converter() -> cattrs.Converter:
     return conv
 
 
+# --- Converting without cattrs.
+#
+# Importing cattrs and generating the converter costs more than the rest of
+# a create (see docs/performance.md), and these three classes need only
+# renames and tuples as lists.  The converter stays the reference: the quick
+# functions below give the same results (tests/test_perf_records.py checks
+# them against it) and hand anything unusual to it, errors included.
+
+#: Per class: (field name, JSON name, kind, default or attrs.NOTHING), JSON fields only.
+_QUICK_FIELDS: dict[type, tuple[tuple[str, str, str, Any], ...]] = {
+    Mount: (
+        ("destination", "destination", "str", attrs.NOTHING),
+        ("source", "source", "optional-str", None),
+        ("type", "type", "optional-str", None),
+        ("options", "options", "strings", ()),
+    ),
+    Device: (
+        ("path", "path", "str", attrs.NOTHING),
+        ("type", "type", "str", attrs.NOTHING),
+        ("major", "major", "int", attrs.NOTHING),
+        ("minor", "minor", "int", attrs.NOTHING),
+        ("file_mode", "fileMode", "optional-int", None),
+        ("uid", "uid", "optional-int", None),
+        ("gid", "gid", "optional-int", None),
+    ),
+    Hook: (
+        ("path", "path", "str", attrs.NOTHING),
+        ("args", "args", "strings", ()),
+        ("env", "env", "strings", ()),
+        ("timeout", "timeout", "optional-int", None),
+    ),
+}
+
+
+def _quick_unstructure(record: Mount | Device | Hook) -> dict[str, Any] | None:
+    fields = _QUICK_FIELDS.get(type(record))
+    if fields is None:
+        return None
+    data: dict[str, Any] = {}
+    for name, key, _kind, default in fields:
+        value = getattr(record, name)
+        if default is not attrs.NOTHING and value == default:
+            continue
+        data[key] = list(value) if isinstance(value, tuple) else value
+    return data
+
+
+def _quick_value(kind: str, value: Any) -> bool:
+    """Whether cattrs would take ``value`` for a field of ``kind`` unchanged."""
+    if kind == "str":
+        return type(value) is str
+    if kind == "optional-str":
+        return value is None or type(value) is str
+    if kind == "int":
+        return type(value) is int
+    if kind == "optional-int":
+        return value is None or type(value) is int
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _quick_structure(cls: type, data: dict[str, Any]) -> Any:
+    """A record of ``cls`` from ``data`` when cattrs would only copy it, else None."""
+    fields = _QUICK_FIELDS.get(cls)
+    if fields is None:
+        return None
+    kwargs: dict[str, Any] = {}
+    for name, key, kind, default in fields:
+        if key not in data:
+            if default is attrs.NOTHING:
+                return None
+            continue
+        value = data[key]
+        if not _quick_value(kind, value):
+            return None
+        kwargs[name] = tuple(value) if kind == "strings" else value
+    try:
+        return cls(**kwargs)
+    except Exception:  # a validator: the converter raises its own error
+        return None
+
+
 def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
     """The OCI JSON object for ``record`` (fields left at their default are omitted)."""
-    data: dict[str, Any] = _converter().unstructure(record)
+    quick = _quick_unstructure(record)
+    data: dict[str, Any] = quick if quick is not None else _converter().unstructure(record)
     order: tuple[str, ...]
     if isinstance(record, Mount):
         # OCI order: destination, type, source, options (as runc spec writes it).
@@ -195,4 +277,8 @@ def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
 def from_json(cls: type[Mount] | type[Device] | type[Hook], data: dict[str, Any]) -> Any:
     """Build a record of ``cls`` from an OCI JSON object (unknown keys ignored)."""
     known = {_JSON_NAMES.get(f.name, f.name) for f in attrs.fields(cls)}
-    return _converter().structure({k: v for k, v in data.items() if k in known}, cls)
+    filtered = {k: v for k, v in data.items() if k in known}
+    quick = _quick_structure(cls, filtered)
+    if quick is not None:
+        return quick
+    return _converter().structure(filtered, cls)

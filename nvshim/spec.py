@@ -416,7 +416,7 @@ class Spec:
         entry = to_json(mount)
         for i, existing in enumerate(mounts):
             if existing.get("destination") == mount.destination:
-                if existing != entry:
+                if existing != entry and not _same_record(Mount, existing, mount):
                     mounts[i] = entry
                     self._record("mount", mount.destination, "replace", existing, entry)
                 return
@@ -457,7 +457,7 @@ class Spec:
         entry = to_json(device)
         for i, existing in enumerate(devices):
             if existing.get("path") == device.path:
-                if existing != entry:
+                if existing != entry and not _same_record(Device, existing, device):
                     devices[i] = entry
                     self._record("device", device.path, "replace", existing, entry)
                 break
@@ -590,6 +590,18 @@ class Spec:
         return self._data == other._data
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _same_record(cls: type[Any], existing: dict[str, Any], record: Any) -> bool:
+    """Whether ``existing`` (JSON) already is ``record``.
+
+    Then it is kept as it is: re-adding a mount read from :meth:`Spec.mounts`
+    must not drop the fields the record does not model (``uidMappings`` ...).
+    """
+    try:
+        return bool(from_json(cls, existing) == record)
+    except Exception:
+        return False
 
 
 def from_json_list(cls: type[Any], entries: list[dict[str, Any]]) -> list[Any]:

@@ -30,6 +30,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import attrs
+
 if TYPE_CHECKING:
     from nvshim.changes import Change
     from nvshim.spec import Spec
@@ -456,10 +458,12 @@ def validate_spec(
     data: Mapping[str, Any] = spec.raw
     seen: set[tuple[str, str]] = set()
     for change in changes:
+        blame = _blame(changes, name_of, change.kind, change.key)
+        if change.kind == "linux":  # Spec.set_linux: the field linux.<key>
+            change = attrs.evolve(change, kind="field", key=f"linux.{change.key}")
         if (change.kind, change.key) in seen:
             continue
         seen.add((change.kind, change.key))
-        blame = _blame(changes, name_of, change.kind, change.key)
         if change.kind == "field":
             problem = _field_problem(data, change)
             if problem:

@@ -18,6 +18,7 @@ nvshim wrongly ignored would still lead to the fake, and be seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -265,10 +266,8 @@ class Shim:
 def kill(proc: Any) -> None:
     """SIGKILL ``proc`` if it still runs, and reap it."""
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.communicate()  # reaps it and closes the pipes
 
 

@@ -545,3 +545,45 @@ def test_demo_spec_only(nvshim_ctl: str) -> None:
     assert "No container run (--spec-only)" in out
     folder = out.split(" in ", 1)[1].split(":", 1)[0]
     assert not os.path.exists(folder), "the demo left its temporary folder behind"
+
+
+def test_through_the_nvshim_cli(
+    host: dict[str, Path],
+    tmp_path: Path,
+    nvshim_exe: str,
+    fake_runtime: Any,
+    shim_env: dict[str, str],
+) -> None:
+    import json
+    import subprocess
+
+    from conftest import make_bundle_dir
+
+    config = Path(shim_env["NVSHIM_CONFIG"])
+    config.write_text(
+        config.read_text().replace(
+            "[nvidia-container-runtime]\n", '[nvidia-container-runtime]\nmode = "csv"\n'
+        )
+        + f'[nvidia-container-runtime.modes.csv]\nmount-spec-path = "{host["csv"]}"\n'
+        + f'[nvidia-container-cli]\nroot = "{host["root"]}"\n'
+    )
+    bundle = make_bundle_dir(tmp_path / "bundle", minimal_spec(process={"env": GPU_ENV}))
+    proc = subprocess.run(
+        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
+        env=shim_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((bundle / "config.json").read_text())
+    assert [m["destination"] for m in written["mounts"]] == [
+        "/usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1.1",
+        "/usr/local/cuda",
+    ]
+    assert [h["args"][2] for h in written["hooks"]["createContainer"]] == [
+        "update-ldcache",
+        "create-symlinks",
+    ]
+    assert len(fake_runtime.calls()) == 1

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 import pytest
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["nvshim.testing"]
 
 REPO = Path(__file__).resolve().parent.parent
-Modify = Callable[[Spec, Any], None]
+Modify = Callable[[Spec, Any], object]
 
 
 class Plugin:
@@ -59,8 +59,8 @@ class Plugin:
 def chain(register_plugin: PluginRegistrar, *steps: tuple[str, Modify], **kw: Any) -> None:
     """Register one plugin per step, ordered as given (order 10, 20 ...)."""
     for i, (name, modify) in enumerate(steps):
-        register_plugin(Plugin(Modifier(name, modify, order=10 * (i + 1), **kw.get(name, {}))),
-                        name=f"plugin-{name}")
+        modifier = Modifier(name, cast(Any, modify), order=10 * (i + 1), **kw.get(name, {}))
+        register_plugin(Plugin(modifier), name=f"plugin-{name}")
 
 
 # -- conflicts -----------------------------------------------------------------
@@ -171,18 +171,22 @@ def test_override_of_another_modifier_does_not_cover_this_one(
 class _Info:
     def __init__(self, name: str, overrides: tuple[str, ...] = ()) -> None:
         self.name = name
-        self.modifier = Modifier(name, lambda s, c: None, overrides=overrides)
+        self.modifier = Modifier(name, lambda s, c: None, overrides=list(overrides))
 
 
 def test_what_the_engine_wrote_is_not_a_conflict(
     register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
 ) -> None:
     spec = oci_spec(env={"X": "engine"}, annotations={"k": "engine"})
-    chain(
-        register_plugin,
-        ("a", lambda s, c: (s.set_env("X", "a"), s.set_annotation("k", "a"))),
-        ("b", lambda s, c: (s.remove_mount("/proc"), s.unset_env("PATH"))),
-    )
+    def engine_fields(spec: Spec, _ctx: Any) -> None:
+        spec.set_env("X", "a")
+        spec.set_annotation("k", "a")
+
+    def engine_removals(spec: Spec, _ctx: Any) -> None:
+        spec.remove_mount("/proc")
+        spec.unset_env("PATH")
+
+    chain(register_plugin, ("a", engine_fields), ("b", engine_removals))
     result = run_modifiers(spec, mode="legacy")
     assert result.spec.get_env("X") == "a"
     assert [(c.modifier, c.kind, c.key, c.action) for c in result.changes] == [
@@ -727,7 +731,8 @@ def test_ctl_config_show_and_validate(nvshim_ctl: str, tag_site: Path, tmp_path:
     table.write_text("[nvshim.plugins.tag]\nvalu = 'x'\n[nvshim.plugins.nobody]\nx = 1\n")
     refused = run_tool(nvshim_ctl, ["config", "validate", str(table)], env)
     assert refused.returncode == 1
-    assert "nvshim.plugins.tag.valu" in refused.stderr
+    assert "nvshim.plugins.tag" in refused.stderr
+    assert "unknown key(s): valu" in refused.stderr
     assert "no installed modifier is named 'nobody'" in refused.stderr
 
 
@@ -765,3 +770,31 @@ def test_example_plugin_installs_and_is_found_by_its_entry_point(
         ("host-mounts", "/data")
     ]
     shutil.rmtree(site)
+
+
+def test_set_linux_and_a_raw_write_to_the_same_field_conflict(
+    register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
+) -> None:
+    def api(spec: Spec, _ctx: Any) -> None:
+        spec.set_linux("intelRdt", {"closID": "gpu"})
+
+    def raw(spec: Spec, _ctx: Any) -> None:
+        spec.raw["linux"]["intelRdt"] = {"closID": "other"}
+
+    chain(register_plugin, ("a", api))
+    result = run_modifiers(oci_spec(), mode="legacy")
+    assert [(c.kind, c.key, c.source) for c in result.changes] == [("linux", "intelRdt", "api")]
+    chain(register_plugin, ("b", raw))
+    with pytest.raises(NvshimError, match=r"modifier 'b' .* changes field 'linux.intelRdt'"):
+        run_modifiers(oci_spec(), mode="legacy")
+
+
+def test_set_linux_value_is_validated(
+    register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
+) -> None:
+    def bad(spec: Spec, _ctx: Any) -> None:
+        spec.set_linux("namespaces", [{"type": "gpu"}])
+
+    chain(register_plugin, ("ns", bad))
+    with pytest.raises(NvshimError, match=r"must be one of mount.*\(set by modifier 'ns'"):
+        run_modifiers(oci_spec(), mode="legacy")

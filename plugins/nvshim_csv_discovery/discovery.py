@@ -70,12 +70,20 @@ def host_path(root: str, path: str) -> str:
     return path if root == "/" else root.rstrip("/") + path
 
 
-def resolve_in_root(root: str, path: str, *, follow_last: bool = True) -> str:
+def resolve_in_root(
+    root: str,
+    path: str,
+    *,
+    follow_last: bool = True,
+    cache: dict[str, str | None] | None = None,
+) -> str:
     """Resolve the symbolic links of ``path`` inside ``root``; return a container path.
 
     ``root`` is treated as ``/``: absolute link targets start again at it and
     ``..`` never climbs above it.  Missing components are kept as written.
     ``follow_last=False`` leaves a link in the last component unresolved.
+    ``cache`` (host path to link text, or None for a non-link) saves the
+    ``lstat`` calls of folders that many entries share.
 
     :raises OSError: ``ELOOP`` after :data:`MAX_LINKS` links.
     """
@@ -95,22 +103,30 @@ def resolve_in_root(root: str, path: str, *, follow_last: bool = True) -> str:
             resolved = candidate
             break
         current = host_path(root, "/" + "/".join(candidate))
-        try:
-            st = os.lstat(current)
-        except OSError:
-            resolved = candidate
-            continue
-        if not stat.S_ISLNK(st.st_mode):
+        if cache is not None and current in cache:
+            target = cache[current]
+        else:
+            target = _link_text(current)
+            if cache is not None:
+                cache[current] = target
+        if target is None:
             resolved = candidate
             continue
         links += 1
         if links > MAX_LINKS:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-        target = os.readlink(current)
         if target.startswith("/"):
             resolved = []
         pending.extend(p for p in reversed(target.split("/")) if p)
     return "/" + "/".join(resolved)
+
+
+def _link_text(path: str) -> str | None:
+    """The text of the link at ``path``; None when it is not a link (or is missing)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def is_library(path: str) -> bool:
@@ -128,6 +144,8 @@ class _Collector:
         self.devices: dict[str, Device] = {}
         self.mounts: dict[str, Mount] = {}
         self.links: dict[str, str] = {}
+        # Folders shared by many entries are looked at once.
+        self.cache: dict[str, str | None] = {}
 
     def expand(self, entry: MountSpec) -> list[str]:
         """The container paths an entry names: itself, or its glob's matches."""
@@ -145,7 +163,7 @@ class _Collector:
         if path in self.devices:
             return
         try:
-            real = resolve_in_root(self.root, path)
+            real = resolve_in_root(self.root, path, cache=self.cache)
             st = os.stat(host_path(self.root, real))
         except OSError as exc:
             self.warn(f"{entry.where}: skipped device {path}: {exc.strerror or exc}")
@@ -169,7 +187,7 @@ class _Collector:
         """A lib, sym or dir entry: its links, then the file or folder they lead to."""
         links: list[tuple[str, str]] = []
         try:
-            current = resolve_in_root(self.root, path, follow_last=False)
+            current = resolve_in_root(self.root, path, follow_last=False, cache=self.cache)
             while True:
                 st = os.lstat(host_path(self.root, current))
                 if not stat.S_ISLNK(st.st_mode):
@@ -183,7 +201,7 @@ class _Collector:
                     if target.startswith("/")
                     else (posixpath.join(posixpath.dirname(current), target))
                 )
-                current = resolve_in_root(self.root, following, follow_last=False)
+                current = resolve_in_root(self.root, following, follow_last=False, cache=self.cache)
         except OSError as exc:
             self.warn(f"{entry.where}: skipped {path}: {exc.strerror or exc}")
             return
