@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+# Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
+pytest_plugins = ["reliability_report"]
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
