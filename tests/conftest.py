@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed seed, so a red run can be replayed and
+# a green one is not luck; locally they explore new examples each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
 pytest_plugins = ["reliability_report"]

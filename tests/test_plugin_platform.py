@@ -393,7 +393,7 @@ FIELDS = ["process", "root", "mounts", "hooks", "annotations", "hostname", "proc
           "linux.devices", "linux.namespaces", "linux.uidMappings", "linux.resources",
           "linux.maskedPaths", "linux.sysctl"]
 STRICTER = ("is not a clean absolute path", "is not absolute", "is not NAME=value",
-            "missing", "two mounts on")
+            "missing", "two mounts on", "has no path")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
