@@ -100,7 +100,9 @@ def docs(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
     session.install(".")
     session.run("python", "docs/gen_hooks.py", "--check")
-    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site")
+    )
 
 
 @nox.session(python="3.11")

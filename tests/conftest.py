@@ -8,7 +8,7 @@ import shutil
 import sys
 import sysconfig
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,7 @@ class FakeRuntime:
     def __init__(self, folder: Path) -> None:
         self.path = folder / "fake-runc"
         self.record = folder / "fake-runc.jsonl"
-        self.path.write_text(
-            FAKE_RUNTIME.format(python=sys.executable, record=str(self.record))
-        )
+        self.path.write_text(FAKE_RUNTIME.format(python=sys.executable, record=str(self.record)))
         self.path.chmod(0o755)
 
     def calls(self) -> list[dict[str, Any]]:
@@ -117,12 +115,12 @@ def write_config(path: Path, runtimes: list[str], extra: str = "") -> Path:
 
 
 @pytest.fixture
-def shim_env(tmp_path: Path, fake_runtime: FakeRuntime) -> Iterator[dict[str, str]]:
+def shim_env(tmp_path: Path, fake_runtime: FakeRuntime) -> dict[str, str]:
     """An environment for running nvshim against the fake runtime."""
     config = write_config(tmp_path / "config.toml", [str(fake_runtime.path)])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env["NVSHIM_CONFIG"] = str(config)
-    yield env
+    return env
 
 
 def minimal_spec(**extra: Any) -> dict[str, Any]:

@@ -57,7 +57,12 @@ COMMAND_CASES = [
         {"log": "/l.json", "log-format": "json"},
     ),
     (["--debug", "--systemd-cgroup", "create", "ctr"], "create", True, {}),
-    (["--criu", "/usr/sbin/criu", "checkpoint", "ctr"], "checkpoint", False, {"criu": "/usr/sbin/criu"}),
+    (
+        ["--criu", "/usr/sbin/criu", "checkpoint", "ctr"],
+        "checkpoint",
+        False,
+        {"criu": "/usr/sbin/criu"},
+    ),
     (["--rootless", "false", "run", "ctr"], "run", True, {"rootless": "false"}),
     (["--cgroup-manager", "systemd", "create", "c"], "create", True, {"cgroup-manager": "systemd"}),
     (["--log-level", "debug", "ps", "c"], "ps", False, {"log-level": "debug"}),

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeRuntime, make_bundle_dir, minimal_spec, write_config, write_plugin_distribution
+from conftest import (
+    FakeRuntime,
+    make_bundle_dir,
+    minimal_spec,
+    write_config,
+    write_plugin_distribution,
+)
 
 PASS_THROUGH = [
     ["start", "ctr"],
@@ -64,8 +70,8 @@ def test_stdin_env_cwd_fds_and_exit_status_reach_the_runtime(
     for fd in (r3, r4):
         os.set_inheritable(fd, True)
     script = (
-        "import os, sys; os.dup2(%d, 3); os.dup2(%d, 4); os.execv(sys.argv[1], sys.argv[1:])"
-        % (r3, r4)
+        f"import os, sys; os.dup2({r3}, 3); os.dup2({r4}, 4); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, nvshim_exe, "update", "--resources", "-", "ctr"],
@@ -171,7 +177,9 @@ def test_nvshim_never_execs_itself(nvshim_exe: str, tmp_path: Path) -> None:
     # default folders; nvshim itself never is.
     result = subprocess.run(
         [nvshim_exe, "--log", str(tmp_path / "log"), "state", "x"],
-        env=env, capture_output=True, timeout=30,
+        env=env,
+        capture_output=True,
+        timeout=30,
     )
     assert b"RecursionError" not in result.stderr
     if result.returncode == 1 and b"nvshim:" in result.stderr:
@@ -209,7 +217,9 @@ BAD_BUNDLES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "message"), BAD_BUNDLES, ids=[b[0] for b in BAD_BUNDLES])
+@pytest.mark.parametrize(
+    ("name", "content", "message"), BAD_BUNDLES, ids=[b[0] for b in BAD_BUNDLES]
+)
 def test_bad_bundle_fails_closed(
     nvshim_exe: str,
     shim_env: dict[str, str],
@@ -364,7 +374,10 @@ def test_unopenable_log_file_does_not_stop_the_container(
 
 def test_python_dash_m(shim_env: dict[str, str], fake_runtime: FakeRuntime) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "nvshim", "state", "x"], env=shim_env, capture_output=True, timeout=60
+        [sys.executable, "-m", "nvshim", "state", "x"],
+        env=shim_env,
+        capture_output=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert fake_runtime.calls()[0]["argv"][1:] == ["state", "x"]

@@ -150,5 +150,5 @@ def test_plugin_tables(tmp_path: Path) -> None:
     assert plugin_options(config, "demo", _Options) == _Options(on_hook="error")
     assert plugin_options(config, "other", _Options) == _Options()
     path.write_text("[nvshim.plugins.demo]\non-hook = 1\nextra = 2\n")
-    with pytest.raises(ConfigError, match="nvshim.plugins.demo"):
+    with pytest.raises(ConfigError, match=r"nvshim\.plugins\.demo"):
         plugin_options(load_config(str(path)), "demo", _Options)
