@@ -59,9 +59,14 @@ class SpecModifier:
         Each ``Modifier.modify(spec, context)`` is called with the
         :class:`nvshim.Spec` being built and a :class:`nvshim.ModifierContext`
         (typed config, resolved mode, bundle, argv, logger, the modifier's own
-        config table).  It changes the spec only through the Spec API, and
-        raises :class:`nvshim.ModifierError` to refuse the container; any
-        other exception refuses it too, reported as a bug of the plugin.
+        config table).  It should change the spec through the Spec API
+        (changes made through ``spec.raw`` are detected, attributed and
+        validated too), and raises :class:`nvshim.ModifierError` to refuse
+        the container; any other exception refuses it too, reported as a bug
+        of the plugin.  Each call is limited to ``[nvshim] modifier-timeout``
+        seconds.  Changing, to another value, or removing what an earlier
+        modifier set is refused as a conflict unless ``Modifier.overrides``
+        names that modifier.
         """
 
     @hookspec
@@ -72,6 +77,9 @@ class SpecModifier:
         per plugin that implements it.  The spec must not be changed here:
         this hook is for policy ("no host paths outside /usr", "no privileged
         GPU containers").
+
+        It runs under the same time limit as modifiers; a validator that
+        changes the spec refuses the container.
 
         :param spec: the finished :class:`nvshim.Spec` (read only).
         :param context: the create's context; ``context.modifier`` is empty

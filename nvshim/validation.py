@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
+from nvshim.records import HOOK_STAGES
+
 if TYPE_CHECKING:
     from nvshim.changes import Change
     from nvshim.spec import Spec
@@ -318,14 +320,6 @@ LINUX = _Object(
         "rootfsPropagation": _string(choices=("private", "shared", "slave", "unbindable")),
     }
 )
-_HOOK_STAGES = (
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-)
 #: The spec's top level, as far as nvshim models it.
 SPEC = _Object(
     {
@@ -335,7 +329,7 @@ SPEC = _Object(
         "process": PROCESS,
         "root": _Object({"path": _STRING, "readonly": _boolean}, required=("path",)),
         "mounts": _array(MOUNT),
-        "hooks": _Object({stage: _array(HOOK) for stage in _HOOK_STAGES}),
+        "hooks": _Object({stage: _array(HOOK) for stage in HOOK_STAGES}),
         "annotations": _map(_STRING),
         "linux": LINUX,
     }
