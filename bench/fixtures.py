@@ -238,8 +238,13 @@ def add_distributions(site: Path, count: int) -> None:
         (site / f"{name}.py").write_text("def main():\n    return 0\n")
 
 
-def add_plugins(site: Path, count: int) -> None:
-    """``count`` installed nvshim plugins, each registered through the entry-point group."""
+def add_plugins(site: Path, count: int, python: str | None = None) -> None:
+    """``count`` installed nvshim plugins, each registered through the entry-point group.
+
+    With ``python`` (the venv's interpreter), their modules are byte-compiled
+    as pip does on install: otherwise, with PYTHONDONTWRITEBYTECODE set, every
+    create would compile them again and the case would measure the compiler.
+    """
     for i in range(count):
         module = f"nvshim_bench_plugin_{i:02d}"
         _dist_info(
@@ -249,6 +254,9 @@ def add_plugins(site: Path, count: int) -> None:
             module,
         )
         (site / f"{module}.py").write_text(PLUGIN_MODULE.format(n=f"{i:02d}"))
+    if python is not None:
+        files = [str(site / f"nvshim_bench_plugin_{i:02d}.py") for i in range(count)]
+        subprocess.run([python, "-m", "py_compile", *files], check=True, timeout=120)
 
 
 def make_busybox_bundle(folder: Path, runc: str, args: list[str]) -> Path | None:

@@ -173,7 +173,7 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
     ):
         venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra or 'base'}", python)
         if extra == "plugins":
-            fixtures.add_plugins(site, 20)
+            fixtures.add_plugins(site, 20, venv_python)
         elif extra == "dists":
             fixtures.add_distributions(site, 500)
         bundle = fixtures.write_bundle(work / f"bundle-{extra or 'base'}", fixtures.gpu_spec(base))

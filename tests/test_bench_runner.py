@@ -137,3 +137,27 @@ def test_ratio_rows_and_verdicts() -> None:
     assert rows["pass-through / R"]["ok"] is True
     assert rows["R / python -I -S"]["ok"] is None
     assert rows["create legacy / R"]["skipped"] == "why"
+
+
+def test_bench_plugins_are_byte_compiled(tmp_path: Path) -> None:
+    # As pip does: otherwise the +20 plugins case would time the compiler.
+    site = tmp_path / "site"
+    site.mkdir()
+    fixtures.add_plugins(site, 2, sys.executable)
+    cached = sorted(p.name.split(".")[0] for p in (site / "__pycache__").glob("*.pyc"))
+    assert cached == ["nvshim_bench_plugin_00", "nvshim_bench_plugin_01"]
+
+
+def test_every_nvshim_run_gets_the_bench_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "RACY_WAIT_S", 0)
+    shared_env: dict[str, str] = {"NVSHIM_CONFIG": "x"}
+    plan = run.Plan(
+        groups=[timing.Group("g", [timing.Command("a", ["/bin/true"])], shared_env)],
+        rss=[("a", timing.Command("a", ["/bin/true"]), {"NVSHIM_CONFIG": "y"})],
+        skipped={},
+    )
+    run._use_cache_dir(plan, "/tmp/c")
+    assert plan.groups[0].env["NVSHIM_CACHE_DIR"] == "/tmp/c"
+    assert plan.rss[0][2]["NVSHIM_CACHE_DIR"] == "/tmp/c"
+    run._use_cache_dir(plan, "")  # --no-cache: nvshim's way to turn it off
+    assert plan.groups[0].env["NVSHIM_CACHE_DIR"] == ""
