@@ -62,6 +62,7 @@ TARGETS = [
     ),
     Target("create +500 dists / create", "environment", "create +500 dists", "create (venv)", 1.10),
     Target("runc lifecycle nvshim / direct", "lifecycle", "via nvshim", "runc direct", 1.5),
+    Target("runc lifecycle R / direct", "lifecycle", "via R", "runc direct", None),
 ]
 
 RSS_LIMIT_MB = 40.0
@@ -192,12 +193,18 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
         else:
             runc_cfg = fixtures.write_config(work / "runc.toml", runtimes=[runc])
             state = work / "runc-state"
+            # The floor of any Python shim: three bare interpreter starts more.
+            r_runc = str(fixtures.write_exec_shim(work / "R-runc", python, runc))
             groups.append(
                 Group(
                     "lifecycle",
                     [
                         Command(name, ["sh", "-c", _lifecycle_script(rt, state, busybox_bundle)])
-                        for name, rt in (("runc direct", runc), ("via nvshim", nvshim))
+                        for name, rt in (
+                            ("runc direct", runc),
+                            ("via R", r_runc),
+                            ("via nvshim", nvshim),
+                        )
                     ],
                     {"NVSHIM_CONFIG": str(runc_cfg)},
                 )
@@ -301,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="timed runs per command (default 30, quick 5)")
     parser.add_argument("--warmup", type=int, help="untimed runs first (default 3, quick 1)")
     parser.add_argument("--runner", choices=("auto", "hyperfine", "python"), default="auto")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="hyperfine calls per group, command order rotating (default 6, quick 1)",
+    )
     parser.add_argument("--only", action="append", help="measure only this group (repeatable)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latest.json")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -317,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     python = args.python or fixtures.interpreter_of(nvshim)
     runs = args.runs or (5 if args.quick else 30)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 6)
 
     started = time.monotonic()
     results: dict[str, dict[str, Measurement]] = {}
@@ -330,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             for group in plan.groups:
                 if args.only and group.name not in args.only:
                     continue
-                measured, runner = measure(group, runs, warmup, args.runner)
+                measured, runner = measure(group, runs, warmup, args.runner, rounds)
                 runners.add(runner)
                 results[group.name] = {m.name: m for m in measured}
             floor = max_rss_kib(python, Command("/bin/true", ["/bin/true"]), {}, 3)
@@ -353,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "runs": runs,
         "warmup": warmup,
+        "rounds": rounds,
         "runner": sorted(runners),
         "nvshim": nvshim,
         "python": python,

@@ -133,10 +133,35 @@ def measure_python(group: Group, runs: int, warmup: int) -> list[Measurement]:
     return [Measurement(cmd.name, times[cmd.name]) for cmd in group.commands]
 
 
-def measure_hyperfine(hyperfine: str, group: Group, runs: int, warmup: int) -> list[Measurement]:
-    """Time the group's commands with hyperfine (no shell, one run of hyperfine)."""
+def measure_hyperfine(
+    hyperfine: str, group: Group, runs: int, warmup: int, rounds: int = 1
+) -> list[Measurement]:
+    """Time the group's commands with hyperfine (no shell).
+
+    hyperfine runs each command's runs back to back; on a noisy machine a
+    slow patch then lands on one command only and skews the ratios.  With
+    ``rounds`` > 1 the runs are split over that many hyperfine calls, the
+    command order rotating each time, so that drift hits every command alike
+    (the Python runner interleaves run by run for the same reason).
+    """
     env = _environ(group.env)
     _check_runs(group, env)
+    rounds = max(1, min(rounds, runs // 2))  # at least two runs per call
+    times: dict[str, list[float]] = {cmd.name: [] for cmd in group.commands}
+    for i in range(rounds):
+        share = runs // rounds + (1 if i < runs % rounds else 0)
+        order = (
+            group.commands[i % len(group.commands) :] + group.commands[: i % len(group.commands)]
+        )
+        rotated = Group(group.name, order, group.env)
+        for m in _hyperfine_once(hyperfine, rotated, env, share, warmup if i == 0 else 1):
+            times[m.name].extend(m.times)
+    return [Measurement(cmd.name, times[cmd.name]) for cmd in group.commands]
+
+
+def _hyperfine_once(
+    hyperfine: str, group: Group, env: Mapping[str, str], runs: int, warmup: int
+) -> list[Measurement]:
     with tempfile.TemporaryDirectory(prefix="nvshim-bench-") as tmp:
         export = os.path.join(tmp, "hyperfine.json")
         argv = [
@@ -217,7 +242,7 @@ def max_rss_kib(python: str, cmd: Command, env: Mapping[str, str], runs: int = 5
 
 
 def measure(
-    group: Group, runs: int, warmup: int, runner: str = "auto"
+    group: Group, runs: int, warmup: int, runner: str = "auto", rounds: int = 1
 ) -> tuple[list[Measurement], str]:
     """Measure a group with ``runner`` (``auto``, ``hyperfine`` or ``python``)."""
     hyperfine = find_hyperfine() if runner in ("auto", "hyperfine") else None
@@ -229,5 +254,5 @@ def measure(
         flush=True,
     )
     if hyperfine is not None:
-        return measure_hyperfine(hyperfine, group, runs, warmup), "hyperfine"
+        return measure_hyperfine(hyperfine, group, runs, warmup, rounds), "hyperfine"
     return measure_python(group, runs, warmup), "python"

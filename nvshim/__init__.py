@@ -7,8 +7,6 @@ every container operation and must not pay for pluggy, attrs or cattrs.
 
 from __future__ import annotations
 
-from nvshim._version import __version__
-
 # Not `typing.TYPE_CHECKING`: `import nvshim` runs on every runtime call, and
 # typing costs more than the rest of it.  mypy knows this name.
 TYPE_CHECKING = False
@@ -16,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from nvshim._version import __version__
     from nvshim.changes import Change
     from nvshim.config import Config, ConfigError, load_config
     from nvshim.errors import NvshimError
@@ -65,6 +64,7 @@ _WHERE = {
     "Runtime": "nvshim.runtime",
     "Spec": "nvshim.spec",
     "SpecError": "nvshim.spec",
+    "__version__": "nvshim._version",
     "apply_modifiers": "nvshim.runtime",
     "build_runtime": "nvshim.runtime",
     "get_plugin_manager": "nvshim.plugins",

@@ -13,7 +13,6 @@ import sys
 
 from nvshim._argv import ArgvError, parse_args
 from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from
-from nvshim._log import Logger, stderr_line
 from nvshim._lookup import RuntimeNotFound, find_runtime
 
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
@@ -25,6 +24,9 @@ if TYPE_CHECKING:
 
 def _fail(line: str, log_file: str | None, log_format: str) -> int:
     """Report a failure in one line on stderr and in runc's ``--log`` file."""
+    # Imported here: the pass-through path only needs it when it fails.
+    from nvshim._log import Logger, stderr_line
+
     stderr_line(line)
     if log_file:
         logger = Logger("error")
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.is_create or args.version):
         return _pass_through(argv, args.log_file, args.log_format)
 
+    from nvshim._log import stderr_line
     from nvshim.errors import NvshimError
     from nvshim.runtime import build_runtime
 

@@ -69,14 +69,14 @@ def _kind(value: Any) -> str:
 
 
 def _string(pattern: Optional[str] = None, choices: Sequence[str] = ()) -> Shape:
-    compiled = re.compile(pattern) if pattern else None
-
+    # Compiled on first use (re caches it): compiling every pattern at import
+    # cost a create more than all the checks it runs.
     def check(value: Any, where: str) -> Optional[str]:
         if not isinstance(value, str):
             return f"{where} must be a string, not {_kind(value)}"
         if choices and value not in choices:
             return f"{where} must be one of {', '.join(choices)}, not {value!r}"
-        if compiled is not None and not compiled.search(value):
+        if pattern and not re.search(pattern, value):
             return f"{where} {value!r} does not match {pattern}"
         return None
 
@@ -394,11 +394,60 @@ def _obj(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, str]]:
+#: An entry that every key names (a hook or env entry of the wrong type).
+_ANY_KEY = object()
+#: An entry that no key names.
+_NO_KEY = object()
+
+
+def _mapping_key(field: str) -> Callable[[Any], Any]:
+    return lambda item: _keyed(item.get(field)) if isinstance(item, Mapping) else _NO_KEY
+
+
+def _hook_key(item: Any) -> Any:
+    return _keyed(item.get("path")) if isinstance(item, Mapping) else _ANY_KEY
+
+
+def _env_key(item: Any) -> Any:
+    return item.partition("=")[0] if isinstance(item, str) else _ANY_KEY
+
+
+class _Index:
+    """The spec's lists keyed as nvshim.changes keys their entries, each built once.
+
+    Looking every change up by scanning its list made validation quadratic: a
+    create that adds hundreds of mounts (csv mode) spent most of its time here.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[dict[Any, list[int]], list[int]]] = {}
+
+    def positions(self, name: str, items: Any, key_of: Callable[[Any], Any], key: str) -> list[int]:
+        """The indexes of ``items`` (a list, else nothing) whose key is ``key``, in order."""
+        built = self._built.get(name)
+        if built is None:
+            by_key: dict[Any, list[int]] = {}
+            every: list[int] = []
+            for i, item in enumerate(items if isinstance(items, list) else ()):
+                k = key_of(item)
+                if k is _ANY_KEY:
+                    every.append(i)
+                elif k is not _NO_KEY:
+                    by_key.setdefault(k, []).append(i)
+            built = self._built[name] = (by_key, every)
+        by_key, every = built
+        found = by_key.get(key, [])
+        return sorted(found + every) if every else found
+
+
+def _entries(
+    data: Mapping[str, Any], change: Change, index: Optional[_Index] = None
+) -> list[tuple[Any, Shape, str]]:
     """The JSON entries a change's kind and key name, each with its shape and place."""
     kind, key = change.kind, change.key
     linux = _obj(data.get("linux"))
     found: list[tuple[Any, Shape, str]] = []
+    index = index if index is not None else _Index()
 
     def among(items: Any, where: str, shape: Shape, match: Callable[[Any], bool]) -> None:
         if isinstance(items, list):
@@ -406,12 +455,16 @@ def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, 
                 if match(item):
                     found.append((item, shape, f"{where}[{i}]"))
 
+    def keyed(items: Any, where: str, shape: Shape, key_of: Callable[[Any], Any],
+              name: str, wanted: str) -> None:
+        for i in index.positions(name, items, key_of, wanted):
+            found.append((items[i], shape, f"{where}[{i}]"))
+
     if kind == "mount":
-        among(data.get("mounts"), "mounts", MOUNT,
-              lambda m: isinstance(m, Mapping) and _keyed(m.get("destination")) == key)
+        keyed(data.get("mounts"), "mounts", MOUNT, _mapping_key("destination"), "mounts", key)
     elif kind == "device":
-        among(linux.get("devices"), "linux.devices", DEVICE,
-              lambda d: isinstance(d, Mapping) and _keyed(d.get("path")) == key)
+        keyed(linux.get("devices"), "linux.devices", DEVICE, _mapping_key("path"), "devices",
+              key)
     elif kind == "device-rule":
         resources = _obj(linux.get("resources"))
         among(resources.get("devices"), "linux.resources.devices", DEVICE_RULE,
@@ -419,12 +472,10 @@ def _entries(data: Mapping[str, Any], change: Change) -> list[tuple[Any, Shape, 
     elif kind == "hook":
         stage, _, path = key.partition(":")
         hooks = _obj(data.get("hooks"))
-        among(hooks.get(stage), f"hooks.{stage}", HOOK,
-              lambda h: not isinstance(h, Mapping) or _keyed(h.get("path")) == path)
+        keyed(hooks.get(stage), f"hooks.{stage}", HOOK, _hook_key, f"hooks.{stage}", path)
     elif kind == "env":
         process = _obj(data.get("process"))
-        among(process.get("env"), "process.env", _env_entry,
-              lambda e: not isinstance(e, str) or e.partition("=")[0] == key)
+        keyed(process.get("env"), "process.env", _env_entry, _env_key, "env", key)
     elif kind == "annotation":
         annotations = data.get("annotations")
         if isinstance(annotations, Mapping) and key in annotations:
@@ -451,8 +502,15 @@ def validate_spec(
     name_of = describe or (lambda name: f"modifier '{name}'")
     data: Mapping[str, Any] = spec.raw
     seen: set[tuple[str, str]] = set()
+    index = _Index()
+    # The last modifier that changed each (kind, key): what _blame finds, in one pass.
+    last: dict[tuple[str, str], str] = {}
     for change in changes:
-        blame = _blame(changes, name_of, change.kind, change.key)
+        if change.modifier:
+            last[(change.kind, change.key)] = change.modifier
+    for change in changes:
+        who = last.get((change.kind, change.key))
+        blame = f" (set by {name_of(who)})" if who else ""
         if change.kind == "linux":  # Spec.set_linux: the field linux.<key>
             change = attrs.evolve(change, kind="field", key=f"linux.{change.key}")
         if (change.kind, change.key) in seen:
@@ -464,15 +522,13 @@ def validate_spec(
                 return f"{problem}{blame}"
             continue
         if change.kind == "mount":
-            mounts = data.get("mounts")
-            count = sum(
-                1
-                for m in (mounts if isinstance(mounts, list) else ())
-                if isinstance(m, Mapping) and _keyed(m.get("destination")) == change.key
+            count = len(
+                index.positions("mounts", data.get("mounts"), _mapping_key("destination"),
+                                change.key)
             )
             if count > 1:
                 return f"two mounts on {change.key}{blame}"
-        for value, shape, where in _entries(data, change):
+        for value, shape, where in _entries(data, change, index):
             problem = shape(value, where)
             if problem:
                 return f"{problem}{blame}"

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,12 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# Keep the entry-point cache of test runs (as root: /var/cache/nvshim) out of
+# the machine's; subprocesses inherit it.
+os.environ.setdefault(
+    "NVSHIM_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"nvshim-test-cache-{os.getpid()}")
+)
 
 # Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
 pytest_plugins = ["reliability_report"]

@@ -161,3 +161,22 @@ def test_every_nvshim_run_gets_the_bench_cache_dir(monkeypatch: pytest.MonkeyPat
     assert plan.rss[0][2]["NVSHIM_CACHE_DIR"] == "/tmp/c"
     run._use_cache_dir(plan, "")  # --no-cache: nvshim's way to turn it off
     assert plan.groups[0].env["NVSHIM_CACHE_DIR"] == ""
+
+
+@pytest.mark.skipif(timing.find_hyperfine() is None, reason="hyperfine is not installed")
+def test_hyperfine_rounds_split_the_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "order"
+    group = timing.Group(
+        "g",
+        [
+            timing.Command("a", ["sh", "-c", f"echo a >> {marker}"]),
+            timing.Command("b", ["sh", "-c", f"echo b >> {marker}"]),
+        ],
+    )
+    measured = timing.measure_hyperfine(str(timing.find_hyperfine()), group, 7, 0, rounds=3)
+    assert [(m.name, len(m.times)) for m in measured] == [("a", 7), ("b", 7)]
+    lines = marker.read_text().split()
+    # A check run each (2 lines), round 0: 3 + 3 runs, round 1: (1 warm-up + 2) x 2,
+    # round 2: the same; the order rotates: a first, then b first, then a again.
+    first_of_each_round = [lines[2], lines[2 + 6], lines[2 + 6 + 6]]
+    assert first_of_each_round == ["a", "b", "a"]

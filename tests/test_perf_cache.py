@@ -277,6 +277,9 @@ def test_create_sees_a_plugin_installed_between_two_creates(
         return [e for e in written["process"]["env"] if e.startswith("FROM_")]
 
     assert create() == ["FROM_ONE=1"]
-    assert list((tmp_path / "cache").iterdir()), "the first create should have cached"
+    # The create caches its entry points unless a folder on its sys.path changed
+    # in the last seconds (an editable checkout being edited, a fresh venv): the
+    # in-process tests above pin the cache down; this one pins the behaviour.
+    assert create() == ["FROM_ONE=1"]
     _install(site, "two")
     assert sorted(create()) == ["FROM_ONE=1", "FROM_TWO=1"]

@@ -10,10 +10,29 @@ createContainer hooks: ``update-ldcache`` (the library folders) and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nvshim import Modifier, hookimpl
-from nvshim_csv_discovery.modifier import NAME, add_csv_devices
+
+if TYPE_CHECKING:
+    from nvshim import ModifierContext, Spec
 
 __all__ = ["NAME", "add_csv_devices", "nvshim_modifiers"]
+
+NAME = "csv-discovery"
+
+
+def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
+    """Inject what the host's CSV files list (see :mod:`nvshim_csv_discovery.modifier`).
+
+    The CSV parser and discovery code are imported only in mode ``csv``: this
+    plugin is loaded on every create, whatever the mode.
+    """
+    if context.mode != "csv":
+        return
+    from nvshim_csv_discovery.modifier import add_csv_devices as modify
+
+    modify(spec, context)
 
 
 @hookimpl

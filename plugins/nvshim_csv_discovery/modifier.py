@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL_FILES_REQUEST", "NAME", "add_csv_devices", "discover_for"]
 
-NAME = "csv-discovery"
+from nvshim_csv_discovery import NAME
+
 #: ``NVIDIA_REQUIRE_JETPACK`` value that makes every CSV file count.
 ALL_FILES_REQUEST = "csv-mounts=all"
 _STAGE = "createContainer"
