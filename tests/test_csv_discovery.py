@@ -587,3 +587,23 @@ def test_through_the_nvshim_cli(
         "create-symlinks",
     ]
     assert len(fake_runtime.calls()) == 1
+
+
+def test_nvidia_ctk_bare_name_is_looked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVIDIA's default config.toml says `path = "nvidia-ctk"`: found in PATH, else nvshim-ctl."""
+    from nvshim_csv_discovery.hooks import HookNotFound, find_hook_executable, find_nvshim_ctl
+
+    from nvshim.config import Config, CtkConfig
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    ctk = folder / "nvidia-ctk"
+    ctk.write_text("#!/bin/sh\n")
+    ctk.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    assert find_hook_executable(Config(nvidia_ctk=CtkConfig(path="nvidia-ctk"))) == str(ctk)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    missing = Config(nvidia_ctk=CtkConfig(path="nvshim-test-no-such-ctk"))
+    assert find_hook_executable(missing) == find_nvshim_ctl()
+    with pytest.raises(HookNotFound, match="not an absolute path"):
+        find_hook_executable(Config(nvidia_ctk=CtkConfig(path="bin/nvidia-ctk")))

@@ -169,3 +169,23 @@ def test_through_the_nvshim_cli(
     written = json.loads((bundle / "config.json").read_text())
     assert written["hooks"]["prestart"][-1]["args"] == [hook, "prestart"]
     assert fake_runtime.calls()[0]["argv"][1:] == ["create", "--bundle", str(bundle), "ctr"]
+
+
+def test_configured_bare_hook_name_is_looked_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NVIDIA's config.toml says `path = "nvidia-container-runtime-hook"`: a PATH lookup."""
+    from nvshim_legacy_hook.modifier import find_hook
+
+    from nvshim.config import Config, HookConfig
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    hook = folder / "nvidia-container-runtime-hook"
+    hook.write_text("#!/bin/sh\n")
+    hook.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    config = Config(nvidia_container_runtime_hook=HookConfig(path="nvidia-container-runtime-hook"))
+    path, looked = find_hook(config)
+    assert path == str(hook)
+    assert looked[0] == str(hook)

@@ -70,12 +70,26 @@ def find_nvshim_ctl() -> str:
 
 
 def find_hook_executable(config: Config) -> str:
-    """``[nvidia-ctk] path`` if set (it must be absolute), else :func:`find_nvshim_ctl`."""
+    """The program the hooks run: ``[nvidia-ctk] path`` if set, else :func:`find_nvshim_ctl`.
+
+    NVIDIA's own config.toml sets ``path = "nvidia-ctk"``, a bare name: it is
+    looked up in PATH and the default folders, as NVIDIA's runtime does.  A
+    host that replaced NVIDIA's toolkit with nvshim may no longer have
+    ``nvidia-ctk``; then nvshim's own ``nvshim-ctl``, which takes the same
+    ``hook`` arguments, is used.  A relative path with a folder is refused.
+    """
     configured = config.nvidia_ctk.path
-    if configured:
-        if not os.path.isabs(configured):
-            raise HookNotFound(f"[nvidia-ctk] path {configured!r} is not an absolute path")
+    if not configured:
+        return find_nvshim_ctl()
+    if os.path.isabs(configured):
         return configured
+    if "/" in configured:
+        raise HookNotFound(f"[nvidia-ctk] path {configured!r} is not an absolute path")
+    from nvshim._lookup import search_path
+
+    for candidate in search_path(configured):
+        if os.path.isabs(candidate) and os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
     return find_nvshim_ctl()
 
 

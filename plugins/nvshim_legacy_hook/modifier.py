@@ -43,17 +43,19 @@ def _is_executable(path: str) -> bool:
 def find_hook(config: Config) -> tuple[str, list[str]]:
     """The hook's path, and every place looked at to find it.
 
-    ``[nvidia-container-runtime-hook] path`` when set; else the first
-    ``nvidia-container-runtime-hook`` in PATH or the default folders; else
+    ``[nvidia-container-runtime-hook] path`` when set to a path; else the
+    first executable of that name (default ``nvidia-container-runtime-hook``)
+    in PATH or the default folders; else
     :data:`DEFAULT_HOOK_PATH`.  The path returned may not exist (the caller
     decides what that means).
     """
     from nvshim._lookup import search_path
 
     configured = config.nvidia_container_runtime_hook.path
-    if configured:
+    if configured and "/" in configured:
         return configured, [configured]
-    candidates = search_path(HOOK_NAME)
+    # NVIDIA's own config.toml names the hook by its bare name: look it up.
+    candidates = search_path(configured or HOOK_NAME)
     for path in candidates:
         if _is_executable(path):
             return os.path.abspath(path), candidates
