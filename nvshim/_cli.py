@@ -84,4 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stderr_line(exc.line)
             return 1
         return _fail(exc.line, args.log_file, args.log_format)
+    except Exception as exc:  # a bug of nvshim's own: still one line, and no runtime started
+        import traceback
+
+        line = f"nvshim: internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        if runtime is not None:
+            runtime.logger.debug("%s", "".join(traceback.format_exc()))
+            runtime.logger.error("%s", line)
+            runtime.logger.close()
+            stderr_line(line)
+            return 1
+        return _fail(line, args.log_file, args.log_format)
     return 1  # pragma: no cover - run() execs or raises

@@ -381,3 +381,18 @@ def test_python_dash_m(shim_env: dict[str, str], fake_runtime: FakeRuntime) -> N
     )
     assert result.returncode == 0, result.stderr
     assert fake_runtime.calls()[0]["argv"][1:] == ["state", "x"]
+
+
+def test_an_internal_error_is_one_line_and_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nvshim.runtime
+    from nvshim._cli import main
+
+    def broken(argv: Any) -> Any:
+        raise RuntimeError("unexpected\nsecond line")
+
+    monkeypatch.setattr(nvshim.runtime, "build_runtime", broken)
+    assert main(["nvshim", "create", "--bundle", "/nonexistent", "c"]) == 1
+    err = capsys.readouterr().err
+    assert err == "nvshim: internal error: RuntimeError: unexpected\n"
