@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -502,7 +503,9 @@ class Containerd:
         self.socket = self.folder / "containerd.sock"
         self.runc_root = self.folder / "runc"
         # A namespace of the area's own: ctr puts its cgroups below /<namespace>.
-        self.namespace = area.path.name
+        # ctr wants [A-Za-z0-9]+ segments joined by single [._-]; mkdtemp's random
+        # suffix may hold "__" or end in "_".
+        self.namespace = re.sub(r"[^A-Za-z0-9]+", "-", area.path.name).strip("-")
         area.cgroup_parents.add(self.namespace)
         argv = [binary, "--config", str(self.config)]
         if for_crun:
