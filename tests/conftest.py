@@ -170,3 +170,20 @@ def write_plugin_distribution(
     lines = ["[nvshim]"] + [f"{name} = {target}" for name, target in entry_points.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def create_through_nvshim(nvshim_exe: str, bundle: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """Run ``nvshim create`` on ``bundle`` (it must succeed) and return the written config.json."""
+    import subprocess
+
+    proc = subprocess.run(
+        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    written: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+    return written

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import minimal_spec, shared_path
+from conftest import create_through_nvshim, minimal_spec, shared_path
 from csv_host_support import (
     csv_config,
     make_char_device,
@@ -554,8 +554,6 @@ def test_through_the_nvshim_cli(
     fake_runtime: Any,
     shim_env: dict[str, str],
 ) -> None:
-    import json
-    import subprocess
 
     from conftest import make_bundle_dir
 
@@ -568,16 +566,7 @@ def test_through_the_nvshim_cli(
         + f'[nvidia-container-cli]\nroot = "{host["root"]}"\n'
     )
     bundle = make_bundle_dir(tmp_path / "bundle", minimal_spec(process={"env": GPU_ENV}))
-    proc = subprocess.run(
-        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
-        env=shim_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    written = json.loads((bundle / "config.json").read_text())
+    written = create_through_nvshim(nvshim_exe, bundle, shim_env)
     assert [m["destination"] for m in written["mounts"]] == [
         "/usr/lib/aarch64-linux-gnu/tegra/libcuda.so.1.1",
         "/usr/local/cuda",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_bundle_dir, minimal_spec
+from conftest import create_through_nvshim, make_bundle_dir, minimal_spec
 from nvshim_docker_gpus_detector.modifier import DetectorOptions
 
 from nvshim import Spec, apply_modifiers
@@ -119,16 +118,7 @@ def test_through_the_nvshim_cli(
         + '[nvshim]\ndisabled-modifiers = ["cdi"]\n'
     )
     bundle = make_bundle_dir(tmp_path / "bundle", spec_with(DOCKER_HOOK, OTHER_HOOK))
-    proc = subprocess.run(
-        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
-        env=shim_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    written = json.loads((bundle / "config.json").read_text())
+    written = create_through_nvshim(nvshim_exe, bundle, shim_env)
     assert written["hooks"]["prestart"] == [OTHER_HOOK]
     assert len(fake_runtime.calls()) == 1
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_bundle_dir, minimal_spec
+from conftest import create_through_nvshim, make_bundle_dir, minimal_spec
 from nvshim_legacy_hook.modifier import DEFAULT_HOOK_PATH, HOOK_ENV, find_hook
 
 from nvshim import Spec, apply_modifiers
@@ -157,16 +155,7 @@ def test_through_the_nvshim_cli(
         + f'[nvidia-container-runtime-hook]\npath = "{hook}"\n'
     )
     bundle = make_bundle_dir(tmp_path / "bundle", minimal_spec(process={"env": GPU_ENV}))
-    proc = subprocess.run(
-        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
-        env=shim_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    written = json.loads((bundle / "config.json").read_text())
+    written = create_through_nvshim(nvshim_exe, bundle, shim_env)
     assert written["hooks"]["prestart"][-1]["args"] == [hook, "prestart"]
     assert fake_runtime.calls()[0]["argv"][1:] == ["create", "--bundle", str(bundle), "ctr"]
 

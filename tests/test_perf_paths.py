@@ -108,29 +108,8 @@ def test_simple_toml_cases(text: str) -> None:
 
 
 def test_nvidias_default_config_takes_the_fast_path() -> None:
-    text = """
-#accept-nvidia-visible-devices-as-volume-mounts = false
-disable-require = false
-supported-driver-capabilities = "compat32,compute,display,graphics,ngx,utility,video"
+    from test_config import NVIDIA_DEFAULT_CONFIG as text
 
-[nvidia-container-cli]
-environment = []
-ldconfig = "@/sbin/ldconfig"
-load-kmods = true
-
-[nvidia-container-runtime]
-log-level = "info"
-mode = "auto"
-runtimes = ["docker-runc", "runc", "crun"]
-
-[nvidia-container-runtime.modes.cdi]
-annotation-prefixes = ["cdi.k8s.io/"]
-default-kind = "nvidia.com/gpu"
-spec-dirs = ["/etc/cdi", "/var/run/cdi"]
-
-[nvidia-container-runtime.modes.csv]
-mount-spec-path = "/etc/nvidia-container-runtime/host-files-for-container.d"
-"""
     simple = _configfile.parse_simple_toml(text.encode())
     assert simple is not None
     assert simple == tomllib.loads(text)
