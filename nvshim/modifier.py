@@ -10,6 +10,7 @@ import attrs
 if TYPE_CHECKING:
     from nvshim._log import Logger
     from nvshim.config import Config
+    from nvshim.requests import ContainerRequest
     from nvshim.spec import Spec
 
 __all__ = ["Modifier", "ModifierContext", "ModifierError"]
@@ -57,6 +58,20 @@ class ModifierContext:
     logger: Logger
     options: Any = None
     modifier: str = ""
+
+    def request(self, spec: Spec) -> ContainerRequest:
+        """What the container asks for (devices, capabilities, requirements).
+
+        Read from ``spec`` as it is now, with the options the config sets;
+        a malformed request (a legacy CUDA image with a bad ``CUDA_VERSION``)
+        raises :class:`ModifierError`, which refuses the container.
+        """
+        from nvshim.requests import RequestError, RequestOptions, read_request
+
+        try:
+            return read_request(spec.raw, RequestOptions.from_config(self.config))
+        except RequestError as exc:
+            raise ModifierError(str(exc)) from None
 
 
 @attrs.frozen

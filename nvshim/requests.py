@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
+    from nvshim.config import Config
     from nvshim.requirements import HostProperties
 
 __all__ = [
@@ -116,6 +117,22 @@ class RequestOptions:
     supported_driver_capabilities: frozenset[str] | None = None
     #: ``disable-require``.
     disable_require: bool = False
+
+    @classmethod
+    def from_config(cls, config: Config) -> RequestOptions:
+        """The options that an :class:`nvshim.config.Config` sets."""
+        supported = frozenset(
+            c.strip() for c in config.supported_driver_capabilities.split(",") if c.strip()
+        )
+        return cls(
+            swarm_resource=config.swarm_resource,
+            accept_envvar_unprivileged=(
+                config.accept_nvidia_visible_devices_envvar_when_unprivileged
+            ),
+            accept_volume_mounts=config.accept_nvidia_visible_devices_as_volume_mounts,
+            supported_driver_capabilities=supported or None,
+            disable_require=config.disable_require,
+        )
 
     def swarm_variables(self) -> tuple[str, ...]:
         """The variable names in ``swarm_resource`` (trimmed, empty ones dropped)."""

@@ -85,7 +85,7 @@ def load_modifiers(
 
 def _resolve_mode(config: Config, spec: Spec, logger: Logger) -> str:
     from nvshim.modes import resolve_mode
-    from nvshim.requests import read_request
+    from nvshim.requests import RequestOptions, read_request
 
     configured = config.mode
     if configured != "auto":
@@ -95,26 +95,20 @@ def _resolve_mode(config: Config, spec: Spec, logger: Logger) -> str:
     if any(key.startswith(p) for key in spec.annotations for p in prefixes if p):
         logger.debug("mode auto resolved to cdi (CDI annotations)")
         return "cdi"
-    request = read_request(spec.raw, request_options(config))
+    request = read_request(spec.raw, RequestOptions.from_config(config))
     mode = resolve_mode(configured, request.devices if request.gpu else ())
     logger.debug("mode auto resolved to %s", mode)
     return mode
 
 
 def request_options(config: Config) -> Any:
-    """The :class:`nvshim.requests.RequestOptions` that ``config`` sets."""
+    """The :class:`nvshim.requests.RequestOptions` that ``config`` sets.
+
+    Kept for library users; see :meth:`nvshim.requests.RequestOptions.from_config`.
+    """
     from nvshim.requests import RequestOptions
 
-    supported = frozenset(
-        c.strip() for c in config.supported_driver_capabilities.split(",") if c.strip()
-    )
-    return RequestOptions(
-        swarm_resource=config.swarm_resource,
-        accept_envvar_unprivileged=config.accept_nvidia_visible_devices_envvar_when_unprivileged,
-        accept_volume_mounts=config.accept_nvidia_visible_devices_as_volume_mounts,
-        supported_driver_capabilities=supported or None,
-        disable_require=config.disable_require,
-    )
+    return RequestOptions.from_config(config)
 
 
 def _modifier_label(info: ModifierInfo) -> str:

@@ -33,7 +33,7 @@ def modify(spec: Spec, context: ModifierContext) -> None:
     from nvshim_cdi._names import requested_devices
     from nvshim_cdi._registry import Registry, ResolveError
 
-    names, source = requested_devices(spec, context.config)
+    names, source = requested_devices(spec, context)
     if not names:
         context.logger.debug("cdi: the container asks for no device")
         return

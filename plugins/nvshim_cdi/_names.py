@@ -17,7 +17,7 @@ from nvshim.modifier import ModifierError
 from nvshim.requests import is_cdi_name
 
 if TYPE_CHECKING:
-    from nvshim.config import Config
+    from nvshim.modifier import ModifierContext
     from nvshim.spec import Spec
 
 __all__ = ["annotation_devices", "requested_devices"]
@@ -53,7 +53,7 @@ def annotation_devices(
     return names, keys
 
 
-def requested_devices(spec: Spec, config: Config) -> tuple[list[str], str]:
+def requested_devices(spec: Spec, context: ModifierContext) -> tuple[list[str], str]:
     """``(names, source)``: the fully qualified devices ``spec`` asks for, and from where.
 
     ``([], "")`` when the container asks for no device (not a GPU container,
@@ -61,18 +61,12 @@ def requested_devices(spec: Spec, config: Config) -> tuple[list[str], str]:
 
     :raises ModifierError: for a malformed request.
     """
-    cdi = config.nvidia_container_runtime.modes.cdi
+    cdi = context.config.nvidia_container_runtime.modes.cdi
     names, keys = annotation_devices(spec.annotations, cdi.annotation_prefixes)
     if names:
         return names, "annotation " + ", ".join(keys)
 
-    from nvshim.requests import RequestError, read_request
-    from nvshim.runtime import request_options
-
-    try:
-        request = read_request(spec.raw, request_options(config))
-    except RequestError as exc:
-        raise ModifierError(str(exc)) from None
+    request = context.request(spec)
     if not request.gpu or not request.devices:
         return [], ""
     qualified = []

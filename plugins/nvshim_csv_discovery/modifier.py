@@ -67,14 +67,9 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     """
     if context.mode != "csv":
         return
-    from nvshim.requests import RequestError, read_request
     from nvshim.requirements import RequirementError, RequirementsNotMet
-    from nvshim.runtime import request_options
 
-    try:
-        request = read_request(spec.raw, request_options(context.config))
-    except RequestError as exc:
-        raise ModifierError(str(exc)) from None
+    request = context.request(spec)
     if not request.gpu:
         context.logger.debug("%s: not a GPU container; nothing to do", NAME)
         return

@@ -65,12 +65,9 @@ def find_hook(config: Config) -> tuple[str, list[str]]:
 
 
 def _asks_for_gpus(spec: Spec, context: ModifierContext) -> bool:
-    from nvshim.requests import RequestError, read_request
-    from nvshim.runtime import request_options
-
     try:
-        return read_request(spec.raw, request_options(context.config)).gpu
-    except RequestError:
+        return context.request(spec).gpu
+    except ModifierError:
         # Only a GPU container can have a malformed legacy CUDA request.
         return True
 
