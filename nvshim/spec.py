@@ -96,6 +96,28 @@ def _expect(value: object, kind: type, where: str, what: str) -> None:
         raise SpecError(f"{where}: expected {what}, got {_type_name(value)}")
 
 
+def _expect_list(value: object, where: str, kind: type, item: str) -> None:
+    """``value`` is an array whose items are all of ``kind`` (described as ``item``)."""
+    plural = "strings" if kind is str else "integers"
+    _expect(value, list, where, f"an array of {plural}")
+    assert isinstance(value, list)
+    for i, entry in enumerate(value):
+        _expect(entry, kind, f"{where}[{i}]", item)
+
+
+def _expect_entries(entries: object, where: str, key: str, fields: dict[str, str]) -> None:
+    """``entries`` is an array of objects, each with the string ``key`` and ``fields``."""
+    _expect(entries, list, where, "an array")
+    assert isinstance(entries, list)
+    for i, entry in enumerate(entries):
+        at = f"{where}[{i}]"
+        _expect(entry, dict, at, "an object")
+        if key not in entry:
+            raise SpecError(f"{at}: missing {key}")
+        _expect(entry[key], str, f"{at}.{key}", "a string")
+        _expect_fields(entry, at, fields)
+
+
 def _expect_fields(entry: dict[str, Any], where: str, fields: dict[str, str]) -> None:
     """Check the optional ``fields`` of ``entry`` (``null`` counts as absent, as in Go)."""
     for key, what in fields.items():
@@ -103,9 +125,7 @@ def _expect_fields(entry: dict[str, Any], where: str, fields: dict[str, str]) ->
         if value is None:
             continue
         if what == "strings":
-            _expect(value, list, f"{where}.{key}", "an array of strings")
-            for i, item in enumerate(value):
-                _expect(item, str, f"{where}.{key}[{i}]", "a string")
+            _expect_list(value, f"{where}.{key}", str, "a string")
         elif what == "integer":
             _expect(value, int, f"{where}.{key}", "an integer")
         else:
@@ -119,25 +139,19 @@ def _check_shape(data: dict[str, Any]) -> None:
         _expect(process, dict, "process", "an object")
         env = process.get("env")
         if env is not None:
-            _expect(env, list, "process.env", "an array of strings")
-            for i, item in enumerate(env):
-                _expect(item, str, f"process.env[{i}]", "a string")
+            _expect_list(env, "process.env", str, "a string")
         caps = process.get("capabilities")
         if caps is not None:
             _expect(caps, dict, "process.capabilities", "an object")
             bounding = caps.get("bounding")
             if bounding is not None:
-                _expect(bounding, list, "process.capabilities.bounding", "an array of strings")
-                for i, item in enumerate(bounding):
-                    _expect(item, str, f"process.capabilities.bounding[{i}]", "a string")
+                _expect_list(bounding, "process.capabilities.bounding", str, "a string")
         user = process.get("user")
         if user is not None:
             _expect(user, dict, "process.user", "an object")
             gids = user.get("additionalGids")
             if gids is not None:
-                _expect(gids, list, "process.user.additionalGids", "an array of integers")
-                for i, gid in enumerate(gids):
-                    _expect(gid, int, f"process.user.additionalGids[{i}]", "an integer")
+                _expect_list(gids, "process.user.additionalGids", int, "an integer")
     root = data.get("root")
     if root is not None:
         _expect(root, dict, "root", "an object")
@@ -145,32 +159,24 @@ def _check_shape(data: dict[str, Any]) -> None:
             _expect(root["path"], str, "root.path", "a string")
     mounts = data.get("mounts")
     if mounts is not None:
-        _expect(mounts, list, "mounts", "an array")
-        for i, mount in enumerate(mounts):
-            _expect(mount, dict, f"mounts[{i}]", "an object")
-            if "destination" not in mount:
-                raise SpecError(f"mounts[{i}]: missing destination")
-            _expect(mount["destination"], str, f"mounts[{i}].destination", "a string")
-            _expect_fields(
-                mount, f"mounts[{i}]", {"source": "string", "type": "string", "options": "strings"}
-            )
+        _expect_entries(
+            mounts,
+            "mounts",
+            "destination",
+            {"source": "string", "type": "string", "options": "strings"},
+        )
     hooks = data.get("hooks")
     if hooks is not None:
         _expect(hooks, dict, "hooks", "an object")
         for stage, entries in hooks.items():
             if entries is None:
                 continue
-            _expect(entries, list, f"hooks.{stage}", "an array")
-            for i, hook in enumerate(entries):
-                _expect(hook, dict, f"hooks.{stage}[{i}]", "an object")
-                if "path" not in hook:
-                    raise SpecError(f"hooks.{stage}[{i}]: missing path")
-                _expect(hook["path"], str, f"hooks.{stage}[{i}].path", "a string")
-                _expect_fields(
-                    hook,
-                    f"hooks.{stage}[{i}]",
-                    {"args": "strings", "env": "strings", "timeout": "integer"},
-                )
+            _expect_entries(
+                entries,
+                f"hooks.{stage}",
+                "path",
+                {"args": "strings", "env": "strings", "timeout": "integer"},
+            )
     annotations = data.get("annotations")
     if annotations is not None:
         _expect(annotations, dict, "annotations", "an object")
@@ -181,24 +187,19 @@ def _check_shape(data: dict[str, Any]) -> None:
         _expect(linux, dict, "linux", "an object")
         devices = linux.get("devices")
         if devices is not None:
-            _expect(devices, list, "linux.devices", "an array")
-            for i, device in enumerate(devices):
-                _expect(device, dict, f"linux.devices[{i}]", "an object")
-                if "path" not in device:
-                    raise SpecError(f"linux.devices[{i}]: missing path")
-                _expect(device["path"], str, f"linux.devices[{i}].path", "a string")
-                _expect_fields(
-                    device,
-                    f"linux.devices[{i}]",
-                    {
-                        "type": "string",
-                        "major": "integer",
-                        "minor": "integer",
-                        "fileMode": "integer",
-                        "uid": "integer",
-                        "gid": "integer",
-                    },
-                )
+            _expect_entries(
+                devices,
+                "linux.devices",
+                "path",
+                {
+                    "type": "string",
+                    "major": "integer",
+                    "minor": "integer",
+                    "fileMode": "integer",
+                    "uid": "integer",
+                    "gid": "integer",
+                },
+            )
         resources = linux.get("resources")
         if resources is not None:
             _expect(resources, dict, "linux.resources", "an object")
@@ -326,9 +327,7 @@ class Spec:
         try:
             atomic_write(os.fspath(path), data)
         except OSError as exc:
-            raise SpecError(
-                f"cannot write {os.fspath(path)}: {exc.strerror or exc}"
-            ) from None
+            raise SpecError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
 
     # -- change recording --------------------------------------------------
 
