@@ -18,8 +18,12 @@ class RuntimeNotFound(Exception):
     """No configured runtime could be found."""
 
 
-def _is_executable(path: str) -> bool:
+def is_executable(path: str) -> bool:
+    """Whether ``path`` is a file this process may execute."""
     return os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+_is_executable = is_executable
 
 
 def _is_nvshim(path: str, self_paths: frozenset[str]) -> bool:
@@ -49,6 +53,14 @@ def search_path(
             seen.add(path)
             result.append(path)
     return result
+
+
+def find_executable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The first executable ``name`` in PATH, then in :data:`DEFAULT_FOLDERS`, or None."""
+    for path in search_path(name, environ):
+        if is_executable(path):
+            return os.path.abspath(path)
+    return None
 
 
 def find_runtime(

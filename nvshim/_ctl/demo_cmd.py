@@ -38,7 +38,6 @@ LIB_DIR = "/usr/lib/nvdemo"
 LIB_NAME = "libnvdemo.so"
 SHARE_DIR = "/usr/share/nvdemo"
 DEVICE = "/dev/nvdemo0"
-_SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 _APPLETS = ("sh", "cat", "echo", "readlink", "grep", "stat", "wc", "ls", "head")
 _TIMEOUT_S = 30
 
@@ -72,14 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _find(name: str) -> Optional[str]:
-    found = shutil.which(name)
-    if found:
-        return os.path.abspath(found)
-    for folder in _SYSTEM_DIRS:
-        path = os.path.join(folder, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
+    from nvshim._lookup import find_executable
+
+    return find_executable(name)
 
 
 def _find_nvshim() -> Optional[str]:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from nvshim._lookup import find_executable, is_executable
 from nvshim.records import Hook
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ class HookNotFound(Exception):
     """No hook executable could be found; the message says where nvshim looked."""
 
 
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def _candidates() -> list[str]:
@@ -64,7 +63,7 @@ def find_nvshim_ctl() -> str:
     """
     candidates = _candidates()
     for path in candidates:
-        if _is_executable(path):
+        if is_executable(path):
             return path
     raise HookNotFound(f"{CTL_NAME} not found (looked at: {', '.join(candidates)})")
 
@@ -85,12 +84,7 @@ def find_hook_executable(config: Config) -> str:
         return configured
     if "/" in configured:
         raise HookNotFound(f"[nvidia-ctk] path {configured!r} is not an absolute path")
-    from nvshim._lookup import search_path
-
-    for candidate in search_path(configured):
-        if os.path.isabs(candidate) and os.access(candidate, os.X_OK) and os.path.isfile(candidate):
-            return candidate
-    return find_nvshim_ctl()
+    return find_executable(configured) or find_nvshim_ctl()
 
 
 def update_ldcache_hook(executable: str, folders: Sequence[str], ldconfig: str | None) -> Hook:

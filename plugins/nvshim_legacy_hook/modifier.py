@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from nvshim._lookup import is_executable
 from nvshim.modifier import ModifierError
 from nvshim.records import Hook
 
@@ -36,8 +37,6 @@ HOOK_BASENAMES = frozenset({HOOK_NAME, "nvidia-container-toolkit"})
 HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 
 
-def _is_executable(path: str) -> bool:
-    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def find_hook(config: Config) -> tuple[str, list[str]]:
@@ -57,7 +56,7 @@ def find_hook(config: Config) -> tuple[str, list[str]]:
     # NVIDIA's own config.toml names the hook by its bare name: look it up.
     candidates = search_path(configured or HOOK_NAME)
     for path in candidates:
-        if _is_executable(path):
+        if is_executable(path):
             return os.path.abspath(path), candidates
     if DEFAULT_HOOK_PATH not in candidates:
         candidates.append(DEFAULT_HOOK_PATH)
@@ -89,7 +88,7 @@ def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
         context.logger.debug("%s: prestart hook %s already present", NAME, present[0])
         return
     path, looked = find_hook(context.config)
-    if not _is_executable(path):
+    if not is_executable(path):
         where = ", ".join(looked)
         if _asks_for_gpus(spec, context):
             raise ModifierError(
