@@ -102,6 +102,9 @@ class Modifier:
     :param overrides: names of modifiers whose changes this one may replace or
         remove on purpose (``"*"`` for any); such changes are logged instead
         of being refused as conflicts.
+    :param modes: the modes this modifier serves (``legacy``, ``csv``,
+        ``cdi`` ...); the core runs it only for a container in one of them.
+        Empty (the default): every mode.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -112,3 +115,8 @@ class Modifier:
     description: str = ""
     config_class: Optional[type] = None
     overrides: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    modes: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    def serves(self, mode: str) -> bool:
+        """Whether this modifier runs for a container in ``mode``."""
+        return not self.modes or mode in self.modes

@@ -235,6 +235,7 @@ class ModifierInfo:
             "version": self.plugin.version,
             "status": self.status,
             "overrides": list(self.modifier.overrides),
+            "modes": list(self.modifier.modes),
             "config_table": (
                 f"nvshim.plugins.{self.modifier.name}" if config_class is not None else None
             ),

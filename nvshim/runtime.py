@@ -50,8 +50,11 @@ class ApplyResult:
     :param spec: the modified spec.
     :param changes: every change, attributed to its modifier, in order.
     :param mode: the resolved mode.
-    :param applied: the names of the modifiers that ran, in order.
+    :param applied: the names of the active modifiers of the chain, in order
+        (those that do not serve the mode included, as no-ops).
     :param written: whether config.json was rewritten.
+    :param skipped: the names of those of :attr:`applied` that were not
+        called because they do not serve the mode (``Modifier.modes``).
     """
 
     spec: Spec
@@ -59,6 +62,7 @@ class ApplyResult:
     mode: str
     applied: tuple[str, ...]
     written: bool = False
+    skipped: tuple[str, ...] = ()
 
 
 def load_modifiers(
@@ -193,8 +197,14 @@ def apply_modifiers(
 
     tracker = ChangeTracker(log)
     applied: list[str] = []
+    skipped: list[str] = []
     for info in modifiers.active:
         modifier = info.modifier
+        applied.append(modifier.name)
+        if not modifier.serves(mode):
+            log.debug("modifier %s skipped: it serves %s", modifier.name, ", ".join(modifier.modes))
+            skipped.append(modifier.name)
+            continue
         own = attrs.evolve(
             context,
             options=plugin_options(config, modifier.name, modifier.config_class),
@@ -204,7 +214,6 @@ def apply_modifiers(
         with spec.recording(tracker.recorder_for(info, spec)):
             info.apply(spec, own, timeout, log)
         tracker.finish()  # attributes what it changed through Spec.raw
-        applied.append(modifier.name)
         if tracker.error is not None:
             raise ModifierError(tracker.error, what="conflicting modifiers")
         made = tracker.changes[before:]
@@ -232,6 +241,7 @@ def apply_modifiers(
         mode=mode,
         applied=tuple(applied),
         written=written,
+        skipped=tuple(skipped),
     )
 
 

@@ -553,9 +553,13 @@ def test_no_request_no_change(spec_dir: Path, env: list[str]) -> None:
 
 
 def test_other_modes_are_left_alone(spec_dir: Path) -> None:
+    # The modifier declares modes=("cdi",): the core does not run it in others.
+    pm = get_plugin_manager()
+    pm.register(nvshim_cdi, "cdi")
     spec = oci_spec(["NVIDIA_VISIBLE_DEVICES=0"])
     before = spec.to_dict()
-    run_modify(spec, make_config([spec_dir]), mode="legacy")
+    result = apply_modifiers(spec, config=make_config([spec_dir]), mode="legacy", plugin_manager=pm)
+    assert result.skipped == ("cdi",)
     assert spec.to_dict() == before
 
 

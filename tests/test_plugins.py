@@ -265,3 +265,28 @@ main(['nvshim', 'state', 'x'])
         pytest.skip("no runc or crun installed")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_a_modifier_runs_only_in_the_modes_it_serves() -> None:
+    def add(spec: Spec, context: Any) -> None:
+        spec.set_env("SERVED", context.mode)
+
+    pm = get_plugin_manager()
+    pm.register(_plugin(Modifier("csv-only", add, modes="csv")), "p")
+    legacy = apply_modifiers(Spec.from_dict(minimal_spec()), mode="legacy", plugin_manager=pm)
+    assert legacy.skipped == ("csv-only",)
+    assert legacy.spec.get_env("SERVED") is None
+    csv = apply_modifiers(Spec.from_dict(minimal_spec()), mode="csv", plugin_manager=pm)
+    assert (csv.applied, csv.skipped) == (("csv-only",), ())
+    assert csv.spec.get_env("SERVED") == "csv"
+    assert Modifier("any", add).serves("cdi")
+
+
+def test_the_built_ins_declare_their_modes() -> None:
+    pm = get_plugin_manager(load=True)
+    modes = {m.name: m.modifier.modes for m in pm.collect_modifiers().active}
+    assert modes["legacy-hook"] == ("legacy",)
+    assert modes["csv-discovery"] == ("csv",)
+    assert modes["cdi"] == ("cdi",)
+    assert "legacy" not in modes["docker-gpus-detector"]
+    assert {"csv", "cdi"} <= set(modes["docker-gpus-detector"])

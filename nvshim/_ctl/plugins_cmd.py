@@ -67,6 +67,7 @@ def run(namespace: argparse.Namespace) -> int:
                 "version": plugin.version,
                 "status": status,
                 "overrides": [],
+                "modes": [],
                 "config_table": None,
                 "hooks": _hooks_of(pm, plugin.name),
             }

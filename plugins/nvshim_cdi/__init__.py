@@ -26,9 +26,7 @@ NAME = "cdi"
 
 
 def modify(spec: Spec, context: ModifierContext) -> None:
-    """Inject the CDI devices that the container asks for (mode ``cdi`` only)."""
-    if context.mode != "cdi":
-        return
+    """Inject the CDI devices that the container asks for (the core runs it in mode ``cdi``)."""
     from nvshim_cdi._edits import apply_edits
     from nvshim_cdi._names import requested_devices
     from nvshim_cdi._registry import Registry, ResolveError
@@ -69,5 +67,6 @@ def nvshim_modifiers() -> list[Modifier]:
             modify,
             order=50,
             description="inject the devices of CDI specs (mode cdi)",
+            modes=("cdi",),
         )
     ]

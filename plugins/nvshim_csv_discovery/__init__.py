@@ -26,10 +26,9 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     """Inject what the host's CSV files list (see :mod:`nvshim_csv_discovery.modifier`).
 
     The CSV parser and discovery code are imported only in mode ``csv``: this
-    plugin is loaded on every create, whatever the mode.
+    plugin is loaded on every create, whatever the mode; the core calls this
+    function in mode ``csv`` only.
     """
-    if context.mode != "csv":
-        return
     from nvshim_csv_discovery.modifier import add_csv_devices as modify
 
     modify(spec, context)
@@ -44,5 +43,6 @@ def nvshim_modifiers() -> list[Modifier]:
             add_csv_devices,
             order=50,
             description="csv mode: devices, libraries and links listed in the host's CSV files",
+            modes=("csv",),
         )
     ]

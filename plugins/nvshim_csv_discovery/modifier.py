@@ -65,8 +65,6 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     :raises ModifierError: a request that cannot be read, unmet or malformed
         requirements, or no hook executable.
     """
-    if context.mode != "csv":
-        return
     from nvshim.requirements import RequirementError, RequirementsNotMet
 
     request = context.request(spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from nvshim import Modifier, hookimpl
 from nvshim_docker_gpus_detector.modifier import (
+    MODES,
     NAME,
     DetectorOptions,
     remove_docker_hook,
@@ -30,5 +31,6 @@ def nvshim_modifiers() -> list[Modifier]:
             description="remove the NVIDIA prestart hook that docker --gpus inserts"
             " (every mode but legacy)",
             config_class=DetectorOptions,
+            modes=MODES,
         )
     ]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from nvshim.config import MODES as CONFIG_MODES
 from nvshim.modifier import ModifierError
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ NAME = "docker-gpus-detector"
 #: Basenames of NVIDIA's hook as Docker's ``--gpus`` inserts it.
 HOOK_BASENAMES = frozenset({"nvidia-container-runtime-hook", "nvidia-container-toolkit"})
 ON_HOOK_CHOICES = ("remove", "error")
+#: Every mode but ``legacy``, where NVIDIA's hook is what serves the request.
+MODES = tuple(mode for mode in CONFIG_MODES if mode not in ("auto", "legacy"))
 
 
 @attrs.frozen
@@ -39,12 +42,10 @@ def is_nvidia_hook(hook: Hook) -> bool:
 
 
 def remove_docker_hook(spec: Spec, context: ModifierContext) -> None:
-    """Remove NVIDIA's prestart hooks, keeping the others in order (not in ``legacy`` mode).
+    """Remove NVIDIA's prestart hooks, keeping the others in order (see :data:`MODES`).
 
     :raises ModifierError: with ``on-hook = "error"`` when such a hook is there.
     """
-    if context.mode == "legacy":
-        return
     options = context.options if isinstance(context.options, DetectorOptions) else DetectorOptions()
     found = [h.path for h in spec.hooks("prestart") if is_nvidia_hook(h)]
     if not found:

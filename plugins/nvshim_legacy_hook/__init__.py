@@ -25,5 +25,6 @@ def nvshim_modifiers() -> list[Modifier]:
             order=50,
             description="legacy mode: add NVIDIA's nvidia-container-runtime-hook"
             " as a prestart hook",
+            modes=("legacy",),
         )
     ]

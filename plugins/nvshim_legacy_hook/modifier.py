@@ -72,7 +72,7 @@ def _asks_for_gpus(spec: Spec, context: ModifierContext) -> bool:
 
 
 def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
-    """Add NVIDIA's hook as the last prestart hook (mode ``legacy`` only).
+    """Add NVIDIA's hook as the last prestart hook (the core runs it in mode ``legacy``).
 
     Nothing changes when a prestart hook named ``nvidia-container-runtime-hook``
     or ``nvidia-container-toolkit`` is already there.  When the hook does not
@@ -81,8 +81,6 @@ def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
     logged), so that nvshim as the default runtime does not break plain
     containers on a host without NVIDIA's toolkit.
     """
-    if context.mode != "legacy":
-        return
     present = [h.path for h in spec.hooks("prestart") if os.path.basename(h.path) in HOOK_BASENAMES]
     if present:
         context.logger.debug("%s: prestart hook %s already present", NAME, present[0])
