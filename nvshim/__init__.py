@@ -14,6 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from nvshim._log import Logger
     from nvshim._version import __version__
     from nvshim.changes import Change
     from nvshim.config import Config, ConfigError, load_config
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from nvshim.modifier import Modifier, ModifierContext, ModifierError
     from nvshim.plugins import get_plugin_manager
     from nvshim.records import Device, Hook, Mount
+    from nvshim.requests import ContainerRequest
     from nvshim.runtime import ApplyResult, Runtime, apply_modifiers, build_runtime
     from nvshim.spec import Spec, SpecError
 
@@ -30,8 +32,10 @@ __all__ = [
     "Change",
     "Config",
     "ConfigError",
+    "ContainerRequest",
     "Device",
     "Hook",
+    "Logger",
     "Modifier",
     "ModifierContext",
     "ModifierError",
@@ -54,8 +58,10 @@ _WHERE = {
     "Change": "nvshim.changes",
     "Config": "nvshim.config",
     "ConfigError": "nvshim.config",
+    "ContainerRequest": "nvshim.requests",
     "Device": "nvshim.records",
     "Hook": "nvshim.records",
+    "Logger": "nvshim._log",
     "Modifier": "nvshim.modifier",
     "ModifierContext": "nvshim.modifier",
     "ModifierError": "nvshim.modifier",

@@ -217,16 +217,6 @@ def _low_level_candidates(default: Any, name: str) -> list[str]:
 # --- containerd ------------------------------------------------------------------
 
 
-def containerd_version(text: str) -> int:
-    """The config ``version`` of containerd file *text*, as containerd reads it.
-
-    An empty or missing file: the version a new file gets (2). A file with
-    settings but no ``version`` key: 1, which is what containerd assumes.
-    """
-    doc = _parse_toml(text)
-    return _containerd_version(doc)
-
-
 def _containerd_version(doc: tomlkit.TOMLDocument) -> int:
     if not doc:
         return _CONTAINERD_NEW_FILE_VERSION

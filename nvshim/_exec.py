@@ -11,8 +11,8 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found,unused-ignore]
 import os
 
-from nvshim._lookup import DEFAULT_FOLDERS, is_executable, search_path
 from nvshim.errors import NvshimError, RuntimeNotFound
+from nvshim.lookup import DEFAULT_FOLDERS, is_executable, search_path
 
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
 # pass-through path itself (see docs/performance.md).  mypy knows this name.

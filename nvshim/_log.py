@@ -57,10 +57,6 @@ class Logger:
         #: Warnings about the targets themselves, written to the other targets.
         self._problems: list[str] = []
 
-    def set_level(self, level: str | int) -> None:
-        """Set the level by name (``debug``, ``info`` ...) or number."""
-        self.level = LEVELS.get(level.lower(), 20) if isinstance(level, str) else level
-
     def add_file(self, path: str, fmt: str = "text") -> bool:
         """Append records to ``path`` (``fmt`` ``json`` or ``text``); False if it cannot be opened.
 

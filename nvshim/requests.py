@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from nvshim.errors import RequestError
+from nvshim.spec import is_privileged
 
 if TYPE_CHECKING:
     from nvshim.config import Config
@@ -85,7 +86,6 @@ ENV_CUDA_VERSION = "CUDA_VERSION"
 SOURCE_VOLUME_MOUNTS = "volume-mounts"
 SOURCE_LEGACY_IMAGE = "legacy-cuda-image"
 
-_CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 # Go's strconv.ParseBool, which NVIDIA applies to NVIDIA_DISABLE_REQUIRE.
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _UINT32_MAX = 2**32 - 1
@@ -166,20 +166,6 @@ class ContainerRequest:
     #: Capabilities the image asked for by name that the host does not
     #: support (left out of ``capabilities``; NVIDIA's hook refuses these).
     unsupported_capabilities: frozenset[str] = frozenset()
-
-    @property
-    def all_devices(self) -> bool:
-        """Whether the container asks for every device."""
-        return self.devices == ("all",)
-
-    def cdi_names(self) -> tuple[str, ...]:
-        """The device entries that are fully qualified CDI names (``vendor/class=name``)."""
-        return tuple(d for d in self.devices if is_cdi_name(d))
-
-    @property
-    def only_cdi_names(self) -> bool:
-        """Whether devices are requested and every one is a CDI name (mode auto picks cdi)."""
-        return bool(self.devices) and all(is_cdi_name(d) for d in self.devices)
 
     def check_requirements(self, host: HostProperties | None = None) -> None:
         """Check the requirements against the host unless they are disabled.
@@ -317,13 +303,6 @@ def _devices_from_mounts(mounts: Any) -> list[str]:
     return devices
 
 
-def _is_privileged(process: Mapping[str, Any]) -> bool:
-    caps = process.get("capabilities")
-    # OCI runtime-spec 1.0.0-rc1 to rc4 had a flat list of capabilities.
-    bounding = caps.get("bounding") if isinstance(caps, Mapping) else caps
-    return isinstance(bounding, list) and _CAP_SYS_ADMIN in bounding
-
-
 def _major_minor(version: str) -> str | None:
     """``CUDA_VERSION`` reduced to ``major.minor`` as NVIDIA's hook reduces it.
 
@@ -389,7 +368,7 @@ def read_request(
     if not isinstance(process, Mapping):
         process = {}
     env = _env_list(process)
-    privileged = _is_privileged(process)
+    privileged = is_privileged(spec)
 
     cuda_version = lookup_env(env, ENV_CUDA_VERSION)
     legacy = bool(cuda_version) and not lookup_env(env, ENV_REQUIRE_CUDA)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, NoReturn, Optional, Union
 
 import attrs
 
@@ -79,16 +79,6 @@ def load_modifiers(
     if isinstance(pm, NvshimPluginManager):
         return pm, pm.collect_modifiers(disabled, timeout=config.nvshim.modifier_timeout)
     return pm, collect_modifiers(pm, disabled=disabled)
-
-
-def request_options(config: Config) -> Any:
-    """The :class:`nvshim.requests.RequestOptions` that ``config`` sets.
-
-    Kept for library users; see :meth:`nvshim.requests.RequestOptions.from_config`.
-    """
-    from nvshim.requests import RequestOptions
-
-    return RequestOptions.from_config(config)
 
 
 def _read_request(

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from nvshim.errors import SpecError
 from nvshim.records import HOOK_STAGES, Change, Device, Hook, Mount, from_json, to_json
 
-__all__ = ["Spec", "SpecError"]
+__all__ = ["Spec", "SpecError", "is_privileged"]
 
 
 
@@ -564,9 +564,8 @@ class Spec:
 
     @property
     def privileged(self) -> bool:
-        """Whether ``CAP_SYS_ADMIN`` is in the bounding set (NVIDIA's test for privileged)."""
-        caps = (self._data.get("process") or {}).get("capabilities") or {}
-        return "CAP_SYS_ADMIN" in (caps.get("bounding") or ())
+        """Whether the container is privileged: see :func:`is_privileged`."""
+        return is_privileged(self._data)
 
     def set_linux(self, key: str, value: Any) -> None:
         """Set ``linux.<key>`` (``intelRdt``, ``netDevices`` ...) to a JSON value.
@@ -597,6 +596,19 @@ class Spec:
         return self._data == other._data
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def is_privileged(data: Mapping[str, Any]) -> bool:
+    """Whether ``CAP_SYS_ADMIN`` is in the spec's bounding set (NVIDIA's test for privileged).
+
+    ``data`` is a parsed config.json.  A spec of OCI runtime-spec 1.0.0-rc1
+    to rc4 holds a flat list of capabilities: that list is the bounding set.
+    Anything malformed counts as not privileged.
+    """
+    process = data.get("process")
+    caps = process.get("capabilities") if isinstance(process, Mapping) else None
+    bounding = caps.get("bounding") if isinstance(caps, Mapping) else caps
+    return isinstance(bounding, list) and "CAP_SYS_ADMIN" in bounding
 
 
 class _Recording:

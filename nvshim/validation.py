@@ -148,10 +148,6 @@ class _Object:
         return None
 
 
-def _any(_value: Any, _where: str) -> Optional[str]:
-    return None
-
-
 def _clean_path(what: str) -> Shape:
     """A container path: a string, absolute, with no empty, ``.`` or ``..`` part."""
 

@@ -544,7 +544,8 @@ def test_device_list_source_priority(
 def test_legacy_image_needs_env_permission() -> None:
     options = RequestOptions(accept_envvar_unprivileged=False)
     assert not read_request(make_spec({"CUDA_VERSION": "11.0"}), options).gpu
-    assert read_request(make_spec({"CUDA_VERSION": "11.0"}, privileged=True), options).all_devices
+    privileged = read_request(make_spec({"CUDA_VERSION": "11.0"}, privileged=True), options)
+    assert privileged.devices == ("all",)
 
 
 # --- NVIDIA's TestGetDevicesFromEnvvar ------------------------------------------------
@@ -690,19 +691,22 @@ def test_device_lists(value: str, expected: tuple[str, ...] | None) -> None:
     else:
         assert request.gpu
         assert request.devices == expected
-        assert request.all_devices is (expected == ("all",))
 
 
-def test_cdi_helpers() -> None:
-    request = read_request(make_spec({"NVIDIA_VISIBLE_DEVICES": "nvidia.com/gpu=0,1"}))
-    assert request.cdi_names() == ("nvidia.com/gpu=0",)
-    assert not request.only_cdi_names
-    request = read_request(
-        make_spec({"NVIDIA_VISIBLE_DEVICES": "nvidia.com/gpu=0,nvidia.com/gpu=1"})
-    )
-    assert request.only_cdi_names
-    assert not read_request(make_spec({"NVIDIA_VISIBLE_DEVICES": "none"})).only_cdi_names
-    assert not read_request(make_spec({})).only_cdi_names
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("nvidia.com/gpu=0,1", "legacy"),
+        ("nvidia.com/gpu=0,nvidia.com/gpu=1", "cdi"),
+        ("none", "legacy"),
+        (None, "legacy"),
+    ],
+)
+def test_auto_mode_picks_cdi_only_for_cdi_names(value: str | None, mode: str) -> None:
+    from nvshim.modes import resolve_mode
+
+    request = read_request(make_spec({} if value is None else {"NVIDIA_VISIBLE_DEVICES": value}))
+    assert resolve_mode("auto", request.devices, tegra=False) == mode
 
 
 # --- capabilities -------------------------------------------------------------------

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _find(name: str) -> Optional[str]:
-    from nvshim._lookup import find_executable
+    from nvshim.lookup import find_executable
 
     return find_executable(name)
 

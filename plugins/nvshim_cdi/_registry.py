@@ -22,7 +22,7 @@ import attrs
 from nvshim_cdi._spec import SPEC_EXTENSIONS, CdiDevice, CdiSpec, CdiSpecError, read_spec_file
 
 if TYPE_CHECKING:
-    from nvshim._log import Logger
+    from nvshim import Logger
 
 __all__ = ["Registry", "ResolveError", "ResolvedDevice", "spec_files"]
 
@@ -94,13 +94,6 @@ class Registry:
                     continue
                 loaded.append((priority, spec))
         registry._index(loaded)
-        return registry
-
-    @classmethod
-    def from_specs(cls, specs: Iterable[tuple[int, CdiSpec]]) -> Registry:
-        """A registry of already parsed ``(priority, spec)`` pairs."""
-        registry = cls()
-        registry._index(list(specs))
         return registry
 
     def _index(self, loaded: list[tuple[int, CdiSpec]]) -> None:

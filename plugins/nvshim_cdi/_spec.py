@@ -123,10 +123,6 @@ class ContainerEdits:
     #: ``netDevices`` (1.1.0) as (hostInterfaceName, name) pairs.
     net_devices: tuple[tuple[str, str], ...] = ()
 
-    def is_empty(self) -> bool:
-        """Whether these edits change nothing."""
-        return self == ContainerEdits()
-
 
 @attrs.frozen
 class CdiDevice:

@@ -12,7 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from nvshim._lookup import find_executable, is_executable
+from nvshim.lookup import find_executable, is_executable
+from nvshim.nvidia import HOOK_ENV
 from nvshim.records import Hook
 
 if TYPE_CHECKING:
@@ -27,8 +28,6 @@ __all__ = [
     "update_ldcache_hook",
 ]
 
-#: The whole environment of the hooks (runc passes a hook only its ``env``).
-HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
 CTL_NAME = "nvshim-ctl"
 
 
@@ -47,7 +46,7 @@ def _candidates() -> list[str]:
     import sysconfig
 
     found.append(os.path.join(sysconfig.get_path("scripts"), CTL_NAME))
-    from nvshim._lookup import search_path
+    from nvshim.lookup import search_path
 
     found.extend(search_path(CTL_NAME))
     return list(dict.fromkeys(found))

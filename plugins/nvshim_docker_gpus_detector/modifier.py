@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import attrs
 
 from nvshim.config import MODES as CONFIG_MODES
 from nvshim.modifier import ModifierError
+from nvshim.nvidia import NVIDIA_HOOK_BASENAMES, is_nvidia_hook
 
 if TYPE_CHECKING:
     from nvshim.modifier import ModifierContext
-    from nvshim.records import Hook
     from nvshim.spec import Spec
 
 __all__ = ["HOOK_BASENAMES", "NAME", "ON_HOOK_CHOICES", "DetectorOptions", "remove_docker_hook"]
 
 NAME = "docker-gpus-detector"
 #: Basenames of NVIDIA's hook as Docker's ``--gpus`` inserts it.
-HOOK_BASENAMES = frozenset({"nvidia-container-runtime-hook", "nvidia-container-toolkit"})
+HOOK_BASENAMES = NVIDIA_HOOK_BASENAMES
 ON_HOOK_CHOICES = ("remove", "error")
 #: Every mode but ``legacy``, where NVIDIA's hook is what serves the request.
 MODES = tuple(mode for mode in CONFIG_MODES if mode not in ("auto", "legacy"))
@@ -34,11 +33,6 @@ class DetectorOptions:
     """
 
     on_hook: str = attrs.field(default="remove", validator=attrs.validators.in_(ON_HOOK_CHOICES))
-
-
-def is_nvidia_hook(hook: Hook) -> bool:
-    """Whether ``hook`` is NVIDIA's prestart hook (by its path's basename)."""
-    return os.path.basename(hook.path) in HOOK_BASENAMES
 
 
 def remove_docker_hook(spec: Spec, context: ModifierContext) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from nvshim._lookup import is_executable
+from nvshim.lookup import is_executable
 from nvshim.modifier import ModifierError
+from nvshim.nvidia import HOOK_ENV, NVIDIA_HOOK_BASENAMES, NVIDIA_HOOK_NAME, is_nvidia_hook
 from nvshim.records import Hook
 
 if TYPE_CHECKING:
@@ -25,18 +26,11 @@ __all__ = [
 ]
 
 NAME = "legacy-hook"
-HOOK_NAME = "nvidia-container-runtime-hook"
+HOOK_NAME = NVIDIA_HOOK_NAME
 #: Used when the hook is found nowhere (NVIDIA's runtime falls back to it too).
 DEFAULT_HOOK_PATH = "/usr/bin/nvidia-container-runtime-hook"
-#: A prestart hook with one of these basenames is NVIDIA's hook already
-#: (Docker's ``--gpus`` inserts ``nvidia-container-runtime-hook``; newer
-#: toolkits install it as ``nvidia-container-toolkit``).
-HOOK_BASENAMES = frozenset({HOOK_NAME, "nvidia-container-toolkit"})
-#: The hook's environment, set explicitly: runc gives a hook nothing but its
-#: ``env``, and nothing of the container's may reach a host program.
-HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
-
-
+#: A prestart hook with one of these basenames is NVIDIA's hook already.
+HOOK_BASENAMES = NVIDIA_HOOK_BASENAMES
 
 
 def find_hook(config: Config) -> tuple[str, list[str]]:
@@ -48,7 +42,7 @@ def find_hook(config: Config) -> tuple[str, list[str]]:
     :data:`DEFAULT_HOOK_PATH`.  The path returned may not exist (the caller
     decides what that means).
     """
-    from nvshim._lookup import search_path
+    from nvshim.lookup import search_path
 
     configured = config.nvidia_container_runtime_hook.path
     if configured and "/" in configured:
@@ -81,7 +75,7 @@ def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
     logged), so that nvshim as the default runtime does not break plain
     containers on a host without NVIDIA's toolkit.
     """
-    present = [h.path for h in spec.hooks("prestart") if os.path.basename(h.path) in HOOK_BASENAMES]
+    present = [h.path for h in spec.hooks("prestart") if is_nvidia_hook(h)]
     if present:
         context.logger.debug("%s: prestart hook %s already present", NAME, present[0])
         return
