@@ -42,7 +42,7 @@ def _spec_dirs(config_path: str | None) -> tuple[str, ...] | None:
 
 def run_list(namespace: argparse.Namespace) -> int:
     """Print every usable device with its spec file; conflicts and bad files go to stderr."""
-    from nvshim_cdi._registry import Registry
+    from nvshim_cdi import Registry
 
     spec_dirs = _spec_dirs(namespace.config)
     if spec_dirs is None:
@@ -77,8 +77,7 @@ def run_list(namespace: argparse.Namespace) -> int:
 
 def run_validate(namespace: argparse.Namespace) -> int:
     """Check spec files; exit 1 when any is refused (or, for the folders, in conflict)."""
-    from nvshim_cdi._registry import Registry, spec_files
-    from nvshim_cdi._spec import CdiSpecError, read_spec_file
+    from nvshim_cdi import CdiSpecError, Registry, read_spec_file, spec_files
 
     files: list[str] = list(namespace.files)
     spec_dirs: tuple[str, ...] = ()

@@ -6,11 +6,17 @@ the container asks for (annotations, else ``NVIDIA_VISIBLE_DEVICES``), and
 applies the specs' and the devices' ``containerEdits`` through the Spec API.
 Afterwards ``NVIDIA_VISIBLE_DEVICES`` is ``void`` so that no later layer
 injects the devices again.  See ``docs/modifiers/cdi.md``.
+
+Its public API, which ``nvshim-ctl cdi`` uses too: :class:`Registry` (the
+devices of the spec folders), :func:`spec_files`, :func:`read_spec_file`,
+:class:`CdiSpec`, :class:`CdiSpecError` and :class:`ResolveError`.  They are
+imported on first use: this module is loaded on every create, whatever the
+mode.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nvshim.hookspecs import hookimpl
 from nvshim.modifier import Modifier, ModifierError
@@ -18,8 +24,40 @@ from nvshim.modifier import Modifier, ModifierError
 if TYPE_CHECKING:
     from nvshim.modifier import ModifierContext
     from nvshim.spec import Spec
+    from nvshim_cdi._registry import Registry, ResolveError, spec_files
+    from nvshim_cdi._spec import CdiSpec, CdiSpecError, read_spec_file
 
-__all__ = ["NAME", "modify", "nvshim_modifiers"]
+__all__ = [
+    "NAME",
+    "CdiSpec",
+    "CdiSpecError",
+    "Registry",
+    "ResolveError",
+    "modify",
+    "nvshim_modifiers",
+    "read_spec_file",
+    "spec_files",
+]
+
+_WHERE = {
+    "CdiSpec": "nvshim_cdi._spec",
+    "CdiSpecError": "nvshim_cdi._spec",
+    "Registry": "nvshim_cdi._registry",
+    "ResolveError": "nvshim_cdi._registry",
+    "read_spec_file": "nvshim_cdi._spec",
+    "spec_files": "nvshim_cdi._registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nvshim_cdi' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 #: The modifier's name (``[nvshim] disabled-modifiers``, ``nvshim-ctl plugins``).
 NAME = "cdi"
