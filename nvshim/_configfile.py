@@ -103,7 +103,8 @@ _DIGITS = frozenset("0123456789")
 _PLAIN = frozenset(bytes(range(0x20, 0x7F)) + b"\t\n")
 
 
-def _is_bare_key(key: str) -> bool:
+def is_bare_key(key: str) -> bool:
+    """Whether ``key`` may be written unquoted in TOML (``A-Za-z0-9_-``, not empty)."""
     return bool(key) and all(c in _BARE_KEY for c in key)
 
 
@@ -182,7 +183,7 @@ def parse_simple_toml(data: bytes) -> dict[str, Any] | None:
             if line.startswith("[[") or end < 0 or not _after_value(line[end + 1 :]):
                 return None
             path = tuple(part.strip(" \t") for part in line[1:end].split("."))
-            if not all(_is_bare_key(part) for part in path) or path in defined:
+            if not all(is_bare_key(part) for part in path) or path in defined:
                 return None
             defined.add(path)
             table = root
@@ -194,7 +195,7 @@ def parse_simple_toml(data: bytes) -> dict[str, Any] | None:
             continue
         key, eq, rest = line.partition("=")
         key = key.rstrip(" \t")
-        if not eq or not _is_bare_key(key) or key in table:
+        if not eq or not is_bare_key(key) or key in table:
             return None
         found = _simple_value(rest.lstrip(" \t"))
         if found is None or not _after_value(found[1]):

@@ -22,6 +22,8 @@ import tomlkit.exceptions
 from tomlkit.container import Container
 from tomlkit.items import Table
 
+from nvshim.spec import JsonConstantError, reject_json_constant
+
 __all__ = [
     "CONTAINERD_CRI_PLUGINS",
     "DEFAULT_CONFIG_PATHS",
@@ -73,12 +75,6 @@ class EngineConfigError(ValueError):
 # --- Docker ------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; dockerd (Go) does not, so a file
-    # holding them is already broken and must not be "fixed" silently.
-    raise EngineConfigError(f"invalid JSON: {name} is not allowed")
-
-
 def configure_docker(text: str, name: str, path: str, set_as_default: bool = False) -> str:
     """Register runtime *name* (binary *path*) in Docker's ``daemon.json`` text.
 
@@ -89,7 +85,10 @@ def configure_docker(text: str, name: str, path: str, set_as_default: bool = Fal
     """
     if text.strip():
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            # A file holding NaN is already broken (dockerd refuses it): not "fixed" silently.
+            data = json.loads(text, parse_constant=reject_json_constant)
+        except JsonConstantError as exc:
+            raise EngineConfigError(f"invalid JSON: {exc.constant} is not allowed") from None
         except json.JSONDecodeError as exc:
             raise EngineConfigError(f"invalid JSON: {exc}") from None
         if not isinstance(data, dict):

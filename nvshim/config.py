@@ -35,6 +35,7 @@ __all__ = [
     "RuntimeConfig",
     "load_config",
     "structure_config",
+    "toml_name",
 ]
 
 MODES = ("auto", "legacy", "csv", "cdi")
@@ -186,7 +187,8 @@ for _cls in _NESTED:
     attrs.resolve_types(_cls)
 
 
-def _toml_name(name: str) -> str:
+def toml_name(name: str) -> str:
+    """The file's name of an attrs field: ``log_level`` is ``log-level``."""
     return name.replace("_", "-")
 
 
@@ -241,7 +243,7 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
         overrides: dict[str, Any] = {
-            f.name: override(rename=_toml_name(f.name))
+            f.name: override(rename=toml_name(f.name))
             for f in attrs.fields(cls)
             if "_" in f.name
         }
@@ -260,7 +262,7 @@ def _converter() -> cattrs.Converter:
 def _check_tables(raw: Mapping[str, Any], cls: type, source: str, prefix: str = "") -> None:
     """Refuse a scalar where a table belongs, naming the key."""
     for field in attrs.fields(cls):
-        key = _toml_name(field.name)
+        key = toml_name(field.name)
         value = raw.get(key)
         if value is None or not (isinstance(field.type, type) and attrs.has(field.type)):
             continue
@@ -273,7 +275,7 @@ def _check_tables(raw: Mapping[str, Any], cls: type, source: str, prefix: str = 
 
 
 def _unknown_keys(raw: Mapping[str, Any], cls: type, prefix: str = "") -> list[str]:
-    known = {_toml_name(f.name): f for f in attrs.fields(cls)}
+    known = {toml_name(f.name): f for f in attrs.fields(cls)}
     unknown = []
     for key, value in raw.items():
         field = known.get(key)
@@ -300,7 +302,7 @@ def _error_lines(exc: BaseException, source: str) -> list[str]:
     lines = []
     for line in transform_error(exc, path="", format_exception=describe):
         message, _, where = line.rpartition(" @ ")
-        key = _toml_name(where.lstrip(".").replace("[", ".").replace("]", "")) or "(top level)"
+        key = toml_name(where.lstrip(".").replace("[", ".").replace("]", "")) or "(top level)"
         lines.append(f"config {source}: key '{key}': {message or line}")
     return lines
 
@@ -339,7 +341,7 @@ def _field_kind(field_type: Any) -> str | None:
 def _plan(cls: type, omit: frozenset[str]) -> tuple[tuple[str, str, str | None, Any], ...]:
     """(field name, TOML key, kind, type) for each field of ``cls`` not in ``omit``."""
     return tuple(
-        (f.name, _toml_name(f.name), _field_kind(f.type), f.type)
+        (f.name, toml_name(f.name), _field_kind(f.type), f.type)
         for f in attrs.fields(cls)
         if f.name not in omit
     )
@@ -483,7 +485,7 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
     conv.register_structure_hook(float, _strict_float)
     if attrs.has(config_class):
         overrides: dict[str, Any] = {
-            f.name: override(rename=_toml_name(f.name))
+            f.name: override(rename=toml_name(f.name))
             for f in attrs.fields(config_class)
             if "_" in f.name
         }

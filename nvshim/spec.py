@@ -17,7 +17,7 @@ from typing import Any, Callable
 from nvshim.errors import SpecError
 from nvshim.records import HOOK_STAGES, Change, Device, Hook, Mount, from_json, to_json
 
-__all__ = ["Spec", "SpecError", "is_privileged"]
+__all__ = ["Spec", "SpecError", "is_privileged", "json_type_name"]
 
 
 
@@ -52,9 +52,22 @@ def _check_depth(data: Any, source: str) -> None:
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON; Go's encoder (and so runc) refuses them.
-    raise ValueError(f"{name} is not valid JSON")
+class JsonConstantError(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in JSON text (:func:`reject_json_constant`)."""
+
+    def __init__(self, constant: str) -> None:
+        super().__init__(f"{constant} is not valid JSON")
+        #: The constant found.
+        self.constant = constant
+
+
+def reject_json_constant(name: str) -> Any:
+    """``json.loads(..., parse_constant=reject_json_constant)``: refuse NaN and Infinity.
+
+    Python's json accepts them; they are not JSON, and Go's decoder (runc,
+    dockerd) refuses them, so a file holding them is already broken.
+    """
+    raise JsonConstantError(name)
 
 
 def _parse_int(text: str) -> int:
@@ -77,21 +90,30 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 24 else text[:24] + "..."
 
 
-def _type_name(value: object) -> str:
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
+def json_type_name(value: object, *, integers: bool = False) -> str:
+    """How messages name the JSON type of a parsed ``value``: ``an object``, ``an array``,
+    ``a string``, ``a boolean``, ``a number`` (``an integer`` for an int when
+    ``integers``) or ``null``; anything else (YAML's dates) by its class name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int) and integers:
+        return "an integer"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
 
 
 def _expect(value: object, kind: type, where: str, what: str) -> None:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SpecError(f"{where}: expected {what}, got {_type_name(value)}")
+        raise SpecError(f"{where}: expected {what}, got {json_type_name(value)}")
 
 
 def _expect_list(value: object, where: str, kind: type, item: str) -> None:
@@ -220,7 +242,10 @@ def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
         raise SpecError(f"{source} starts with a byte order mark, which JSON does not allow")
     try:
         parsed = json.loads(
-            text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
+            text,
+            parse_constant=reject_json_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
         )
     except json.JSONDecodeError as exc:
         raise SpecError(
@@ -233,7 +258,7 @@ def parse_json(data: bytes, source: str = "config.json") -> dict[str, Any]:
     except ValueError as exc:  # NaN, or a number too big
         raise SpecError(f"{source} is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
-        raise SpecError(f"{source} must hold a JSON object, not {_type_name(parsed)}")
+        raise SpecError(f"{source} must hold a JSON object, not {json_type_name(parsed)}")
     _check_depth(parsed, source)
     return parsed
 
@@ -285,7 +310,7 @@ class Spec:
     def from_dict(cls, data: Mapping[str, Any]) -> Spec:
         """A Spec holding a deep copy of ``data``."""
         if not isinstance(data, Mapping):
-            raise SpecError(f"a spec must be a JSON object, not {_type_name(data)}")
+            raise SpecError(f"a spec must be a JSON object, not {json_type_name(data)}")
         _check_depth(data, "the spec")
         return cls(_copy(dict(data)))
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import attrs
 
 from nvshim.records import HOOK_STAGES
+from nvshim.spec import json_type_name
 
 if TYPE_CHECKING:
     from nvshim.changes import Change
@@ -53,19 +54,7 @@ Shape = Callable[[Any, str], Optional[str]]
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return "null" if value is None else type(value).__name__
+    return json_type_name(value, integers=True)
 
 
 def _string(pattern: Optional[str] = None, choices: Sequence[str] = ()) -> Shape:

@@ -26,18 +26,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     validate.set_defaults(func=run_validate)
 
 
-def _toml_key(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def effective(config: Any) -> dict[str, Any]:
     """The configuration as a JSON object with the file's key names, defaults included."""
     import attrs
 
+    from nvshim.config import toml_name
+
     def convert(value: Any) -> Any:
         if attrs.has(type(value)):
             return {
-                _toml_key(field.name): convert(getattr(value, field.name))
+                toml_name(field.name): convert(getattr(value, field.name))
                 for field in attrs.fields(type(value))
                 if field.name not in ("source", "ignored_keys")
             }
@@ -65,9 +63,9 @@ def _toml_value(value: Any) -> str:
 
 
 def _bare(key: str) -> str:
-    import re
+    from nvshim._configfile import is_bare_key
 
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+    return key if is_bare_key(key) else json.dumps(key)
 
 
 def _write_toml(data: dict[str, Any], prefix: str = "") -> list[str]:

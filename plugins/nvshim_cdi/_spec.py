@@ -30,6 +30,7 @@ import attrs
 
 from nvshim.records import HOOK_STAGES, check_container_path
 from nvshim.requests import is_cdi_name
+from nvshim.spec import json_type_name
 
 __all__ = [
     "SPEC_EXTENSIONS",
@@ -180,7 +181,7 @@ class _Checker:
 
     def obj(self, value: Any, where: str, known: tuple[str, ...]) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
-            raise self.fail(where, f"expected an object, got {_type_name(value)}")
+            raise self.fail(where, f"expected an object, got {json_type_name(value)}")
         for key in value:
             if key not in known:
                 raise self.fail(_join(where, str(key)), "unknown field")
@@ -188,14 +189,14 @@ class _Checker:
 
     def string(self, value: Any, where: str, *, empty: bool = False) -> str:
         if not isinstance(value, str):
-            raise self.fail(where, f"expected a string, got {_type_name(value)}")
+            raise self.fail(where, f"expected a string, got {json_type_name(value)}")
         if not empty and not value:
             raise self.fail(where, "must not be empty")
         return value
 
     def integer(self, value: Any, where: str, low: int, high: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise self.fail(where, f"expected an integer, got {_type_name(value)}")
+            raise self.fail(where, f"expected an integer, got {json_type_name(value)}")
         if not low <= value <= high:
             raise self.fail(where, f"{value} is out of range {low}..{high}")
         return value
@@ -204,14 +205,14 @@ class _Checker:
         if value is None:
             return ()
         if not isinstance(value, list):
-            raise self.fail(where, f"expected an array of strings, got {_type_name(value)}")
+            raise self.fail(where, f"expected an array of strings, got {json_type_name(value)}")
         return tuple(self.string(v, f"{where}[{i}]", empty=True) for i, v in enumerate(value))
 
     def array(self, value: Any, where: str) -> list[Any]:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.fail(where, f"expected an array, got {_type_name(value)}")
+            raise self.fail(where, f"expected an array, got {json_type_name(value)}")
         return value
 
     def env(self, value: Any, where: str) -> tuple[str, ...]:
@@ -226,7 +227,7 @@ class _Checker:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            raise self.fail(where, f"expected an object, got {_type_name(value)}")
+            raise self.fail(where, f"expected an object, got {json_type_name(value)}")
         result: dict[str, str] = {}
         for key, item in value.items():
             if not isinstance(key, str) or not key:
@@ -250,22 +251,6 @@ class _Checker:
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 _EDIT_FIELDS = (
@@ -402,7 +387,7 @@ def _intel_rdt(check: _Checker, raw: Any, where: str) -> dict[str, Any]:
 
 def _boolean(check: _Checker, value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise check.fail(where, f"expected a boolean, got {_type_name(value)}")
+        raise check.fail(where, f"expected a boolean, got {json_type_name(value)}")
     return value
 
 
@@ -474,12 +459,13 @@ def parse_spec(data: Any, source: str) -> CdiSpec:
     :raises CdiSpecError: naming ``source`` and the offending field.
     """
     if not isinstance(data, Mapping):
-        raise CdiSpecError(f"{source}: a CDI spec must be an object, not {_type_name(data)}")
+        raise CdiSpecError(f"{source}: a CDI spec must be an object, not {json_type_name(data)}")
     if "cdiVersion" not in data:
         raise CdiSpecError(f"{source}: missing cdiVersion")
     version = data["cdiVersion"]
     if not isinstance(version, str):
-        raise CdiSpecError(f"{source}: cdiVersion: expected a string, got {_type_name(version)}")
+        got = json_type_name(version)
+        raise CdiSpecError(f"{source}: cdiVersion: expected a string, got {got}")
     version = version[1:] if version.startswith("v") else version
     if version not in SUPPORTED_VERSIONS:
         raise CdiSpecError(
