@@ -1,20 +1,28 @@
-"""Shared fixtures: paths to ../shared, the installed nvshim, a recording fake runtime."""
+"""Shared fixtures: the installed nvshim, a recording fake runtime (helpers: tests/support)."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import sys
-import sysconfig
 import tempfile
-import textwrap
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import settings
+
+# Re-exported: tests written before tests/support existed import them from here.
+from support import (  # noqa: F401
+    FAKE_RUNTIME,
+    REPO,
+    SHARED,
+    FakeRuntime,
+    create_through_nvshim,
+    installed_script,
+    make_bundle_dir,
+    minimal_spec,
+    shared_path,
+    write_config,
+    write_plugin_distribution,
+)
 
 # CI runs the property tests on a fixed seed, so a red run can be replayed and
 # a green one is not luck; locally they explore new examples each run.
@@ -31,29 +39,6 @@ os.environ.setdefault(
 # Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
 pytest_plugins = ["reliability_report"]
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared, skipping the test when it is absent."""
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the ../shared data folder is not beside the checkout)")
-    return path
-
-
-def installed_script(name: str) -> str:
-    """The installed console script ``name`` (next to this interpreter, else on PATH)."""
-    candidate = os.path.join(sysconfig.get_path("scripts"), name)
-    if os.path.exists(candidate):
-        return candidate
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed")
-    return found
-
-
 @pytest.fixture
 def nvshim_exe() -> str:
     """Absolute path of the installed ``nvshim`` script."""
@@ -66,59 +51,12 @@ def nvshim_ctl() -> str:
     return installed_script("nvshim-ctl")
 
 
-FAKE_RUNTIME = textwrap.dedent(
-    """\
-    #!{python}
-    # A stand-in low-level runtime for argument-forwarding tests: records what it got.
-    import json, os, sys
-    record = {{
-        "argv": sys.argv,
-        "cwd": os.getcwd(),
-        "env": dict(os.environ),
-        "stdin": sys.stdin.read() if not sys.stdin.isatty() else None,
-        "fds": {{}},
-    }}
-    for fd in (3, 4):
-        try:
-            record["fds"][str(fd)] = os.read(fd, 100).decode()
-        except OSError as exc:
-            record["fds"][str(fd)] = None
-    with open({record!r}, "a") as out:
-        out.write(json.dumps(record) + "\\n")
-    sys.exit(int(os.environ.get("FAKE_RUNTIME_EXIT", "0")))
-    """
-)
-
-
-class FakeRuntime:
-    """A recording runtime: ``calls()`` returns one dict per invocation."""
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / "fake-runc"
-        self.record = folder / "fake-runc.jsonl"
-        self.path.write_text(FAKE_RUNTIME.format(python=sys.executable, record=str(self.record)))
-        self.path.chmod(0o755)
-
-    def calls(self) -> list[dict[str, Any]]:
-        """Every recorded invocation, in order."""
-        if not self.record.exists():
-            return []
-        return [json.loads(line) for line in self.record.read_text().splitlines()]
-
-
 @pytest.fixture
 def fake_runtime(tmp_path: Path) -> FakeRuntime:
     """A recording fake runtime in a temp folder."""
     folder = tmp_path / "fake"
     folder.mkdir()
     return FakeRuntime(folder)
-
-
-def write_config(path: Path, runtimes: list[str], extra: str = "") -> Path:
-    """Write a config.toml whose ``runtimes`` is ``runtimes``, plus ``extra`` TOML."""
-    body = "[nvidia-container-runtime]\nruntimes = " + json.dumps(runtimes) + "\n"
-    path.write_text(body + extra)
-    return path
 
 
 @pytest.fixture
@@ -128,62 +66,3 @@ def shim_env(tmp_path: Path, fake_runtime: FakeRuntime) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env["NVSHIM_CONFIG"] = str(config)
     return env
-
-
-def minimal_spec(**extra: Any) -> dict[str, Any]:
-    """A small valid config.json."""
-    spec: dict[str, Any] = {
-        "ociVersion": "1.0.2",
-        "process": {"args": ["sh"], "cwd": "/", "env": ["PATH=/usr/bin:/bin"]},
-        "root": {"path": "rootfs"},
-    }
-    spec.update(extra)
-    return spec
-
-
-def make_bundle_dir(folder: Path, spec: Mapping[str, Any] | None = None) -> Path:
-    """A bundle folder holding ``spec`` (default :func:`minimal_spec`) as config.json."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(spec if spec is not None else minimal_spec()))
-    return folder
-
-
-def write_plugin_distribution(
-    folder: Path,
-    dist: str,
-    modules: Mapping[str, str],
-    entry_points: Mapping[str, str],
-    version: str = "1.0",
-) -> Path:
-    """Install a plugin distribution by hand: modules plus a ``.dist-info`` folder.
-
-    ``folder`` then goes on ``sys.path`` or ``PYTHONPATH``; importlib.metadata
-    finds the distribution and its ``nvshim`` entry points there, exactly as
-    it finds a pip-installed one.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, source in modules.items():
-        (folder / f"{name}.py").write_text(textwrap.dedent(source))
-    info = folder / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = ["[nvshim]"] + [f"{name} = {target}" for name, target in entry_points.items()]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return folder
-
-
-def create_through_nvshim(nvshim_exe: str, bundle: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    """Run ``nvshim create`` on ``bundle`` (it must succeed) and return the written config.json."""
-    import subprocess
-
-    proc = subprocess.run(
-        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    written: dict[str, Any] = json.loads((bundle / "config.json").read_text())
-    return written

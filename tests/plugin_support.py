@@ -1,7 +1,7 @@
 """Helpers for tests that install third-party plugins by hand.
 
 A plugin distribution is written as modules plus a ``*.dist-info`` folder
-(see ``conftest.write_plugin_distribution``); put that folder on
+(see ``support.write_plugin_distribution``); put that folder on
 ``PYTHONPATH`` for a subprocess running ``nvshim``/``nvshim-ctl``, or on
 ``sys.path`` in-process (:func:`on_sys_path`): importlib.metadata finds its
 entry points exactly as it finds a pip-installed plugin's.
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
-from conftest import write_plugin_distribution
+from support import write_plugin_distribution
 
 __all__ = [
     "bundle_with",

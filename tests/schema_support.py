@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_path
+from support import shared_path
 
 
 def oci_validator() -> Any:

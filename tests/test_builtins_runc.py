@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import runc_support
-from conftest import installed_script
 from csv_host_support import make_char_device, make_file, make_link, write_csv
+from support import installed_script
 
 pytestmark = runc_support.RUNC_MARKS
 

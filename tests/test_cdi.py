@@ -10,14 +10,14 @@ from typing import Any
 import nvshim_cdi
 import pytest
 import yaml
-from conftest import shared_path
+from nvshim_cdi import CdiSpecError, Registry, ResolveError, read_spec_file
 from nvshim_cdi._edits import host_device_info
 from nvshim_cdi._names import annotation_devices
-from nvshim_cdi._registry import Registry, ResolveError
-from nvshim_cdi._spec import CdiSpecError, parse_spec, read_spec_file
+from nvshim_cdi._spec import parse_spec
+from support import shared_path
 
+from nvshim import Logger
 from nvshim._ctl.main import main as ctl_main
-from nvshim._log import Logger
 from nvshim.config import structure_config
 from nvshim.modifier import ModifierContext, ModifierError
 from nvshim.plugins import get_plugin_manager

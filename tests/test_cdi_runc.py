@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import runc_support
-from conftest import installed_script
+from support import installed_script
 
 pytestmark = runc_support.RUNC_MARKS
 

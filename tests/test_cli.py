@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from support import (
     FakeRuntime,
     make_bundle_dir,
     minimal_spec,

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_through_nvshim, minimal_spec, shared_path
 from csv_host_support import (
     csv_config,
     make_char_device,
@@ -20,9 +19,9 @@ from csv_host_support import (
 from nvshim_csv_discovery.csvfiles import find_csv_files, normalise_path, parse_csv
 from nvshim_csv_discovery.discovery import discover, is_library, resolve_in_root
 from nvshim_csv_discovery.hooks import find_nvshim_ctl
+from support import create_through_nvshim, minimal_spec, shared_path
 
-from nvshim import Spec, apply_modifiers
-from nvshim._log import Logger
+from nvshim import Logger, Spec, apply_modifiers
 from nvshim.errors import NvshimError
 from nvshim.requirements import HostProperties
 
@@ -381,7 +380,7 @@ def test_none_still_gets_driver_files(host: dict[str, Path]) -> None:
 def test_bundle_of_non_gpu_container_is_not_rewritten(
     host: dict[str, Path], tmp_path: Path
 ) -> None:
-    from conftest import make_bundle_dir
+    from support import make_bundle_dir
 
     bundle = make_bundle_dir(tmp_path / "bundle")
     before = (bundle / "config.json").read_bytes()
@@ -555,7 +554,7 @@ def test_through_the_nvshim_cli(
     shim_env: dict[str, str],
 ) -> None:
 
-    from conftest import make_bundle_dir
+    from support import make_bundle_dir
 
     config = Path(shim_env["NVSHIM_CONFIG"])
     config.write_text(

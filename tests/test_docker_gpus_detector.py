@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_through_nvshim, make_bundle_dir, minimal_spec
 from nvshim_docker_gpus_detector.modifier import DetectorOptions
+from support import create_through_nvshim, make_bundle_dir, minimal_spec
 
 from nvshim import Spec, apply_modifiers
 from nvshim.config import Config, ConfigError, plugin_options, structure_config

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import create_through_nvshim, make_bundle_dir, minimal_spec
 from nvshim_legacy_hook.modifier import DEFAULT_HOOK_PATH, HOOK_ENV, find_hook
+from support import create_through_nvshim, make_bundle_dir, minimal_spec
 
-from nvshim import Spec, apply_modifiers
-from nvshim._log import Logger
+from nvshim import Logger, Spec, apply_modifiers
 from nvshim.config import Config, structure_config
 from nvshim.errors import NvshimError
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import write_plugin_distribution
+from support import write_plugin_distribution
 
 from nvshim import _epcache
 from nvshim.plugins import _scan, get_plugin_manager, load_entry_points

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 import pytest
-from conftest import FakeRuntime, minimal_spec, shared_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plugin_support import bundle_with, plugin_dist, run_tool, tool_env
 from schema_support import schema_errors
+from support import FakeRuntime, minimal_spec, shared_path
 
 from nvshim import (
     Device,
     Hook,
+    Logger,
     Modifier,
     ModifierError,
     Mount,
@@ -30,7 +31,6 @@ from nvshim import (
     apply_modifiers,
     hookimpl,
 )
-from nvshim._log import Logger
 from nvshim.changes import Change, ChangeTracker, spec_diff
 from nvshim.config import Config
 from nvshim.validation import validate_spec

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import minimal_spec, write_plugin_distribution
+from support import minimal_spec, write_plugin_distribution
 
 from nvshim import Modifier, Spec, apply_modifiers, hookimpl
 from nvshim.config import Config, NvshimConfig

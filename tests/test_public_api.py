@@ -70,3 +70,15 @@ def test_the_check_sees_a_private_import(tmp_path: Path) -> None:
         "bad.py:1: nvshim._log.Logger",
         "bad.py:3: nvshim._version",
     ]
+
+
+def test_tests_import_helpers_from_support_not_conftest() -> None:
+    tests = REPO / "tests"
+    found = [
+        f"{path.name}:{line}"
+        for path in sorted(tests.glob("*.py"))
+        if path.name != "conftest.py"
+        for line, module in _imports(path)
+        if module == "conftest"
+    ]
+    assert found == []

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, minimal_spec, shared_path
 from schema_support import schema_errors
+from support import SHARED, minimal_spec, shared_path
 
 from nvshim import Device, Hook, Mount, Spec, SpecError
 
