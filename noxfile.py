@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 from pathlib import Path
@@ -10,8 +9,11 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+# The versions pyproject.toml's classifiers name (one place to add a Python).
+# nox finds each as `pythonX.Y` on PATH: with pyenv, put its versions' bin
+# folders there first (as .ci/run does); this file changes nothing at import.
+PYTHONS = nox.project.python_versions(PYPROJECT)
 EXAMPLE_PLUGIN = ROOT / "plugins" / "nvshim-host-mounts"
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs", "build"]
@@ -19,25 +21,6 @@ nox.options.reuse_existing_virtualenvs = True
 # Run on the interpreters this machine has; a missing one is skipped, not an error.
 nox.options.error_on_missing_interpreters = False
 nox.needs_version = ">=2024.3.2"
-
-
-def _add_pyenv_pythons() -> None:
-    """Put every pyenv-installed CPython on PATH, so `pythonX.Y` resolves to it.
-
-    pyenv's own shims only answer for the versions selected with `pyenv
-    global`; nox needs each interpreter by its `pythonX.Y` name.
-    """
-    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    folders = []
-    for version in PYTHONS:
-        found = sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin")))
-        if found:
-            folders.append(found[-1])
-    if folders:
-        os.environ["PATH"] = os.pathsep.join([*folders, os.environ.get("PATH", "")])
-
-
-_add_pyenv_pythons()
 
 
 def _install_wheel(session: nox.Session, *extra: str) -> None:
