@@ -52,6 +52,7 @@ from typing import Any, Optional, Protocol, Union
 import pluggy
 import pytest
 
+from nvshim._minimal import minimal_spec_dict
 from nvshim.config import Config, structure_config
 from nvshim.plugins import get_plugin_manager
 from nvshim.runtime import ApplyResult, apply_modifiers
@@ -71,24 +72,6 @@ __all__ = [
     "register_plugin",
     "run_modifiers",
 ]
-
-
-def minimal_spec_dict() -> dict[str, Any]:
-    """A small config.json that the OCI schema accepts, as a new dict."""
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-        },
-        "root": {"path": "rootfs"},
-        "hostname": "test",
-        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]},
-    }
 
 
 def _build_dict(

@@ -190,23 +190,15 @@ def write_config(path: str, root: str, csv_dir: str, runc: Optional[str]) -> Non
 
 def _base_spec() -> dict[str, Any]:
     """A spec like ``runc spec`` writes, for when runc is not there to write it."""
-    return {
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": False,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-        },
-        "root": {"path": "rootfs"},
-        "hostname": "nvshim-demo",
-        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-        "linux": {
-            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
-        },
+    from nvshim._minimal import minimal_spec_dict
+
+    spec = minimal_spec_dict()
+    spec["hostname"] = "nvshim-demo"
+    spec["linux"] = {
+        "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+        "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
     }
+    return spec
 
 
 def build_bundle(folder: str, busybox: Optional[str], runc: Optional[str]) -> str:
