@@ -297,6 +297,9 @@ def _podman_group(work: Path, nvshim: str, skipped: dict[str, str]) -> list[Grou
         skipped["podman"] = "runc is not installed"
         return []
     folder = work / "podman"
+    if len(str(folder / "run")) > 50:
+        skipped["podman"] = f"podman refuses a runroot over 50 characters ({folder}/run)"
+        return []
     rootfs = fixtures.make_rootfs(folder / "rootfs")
     if rootfs is None:
         skipped["podman"] = "busybox-static is not installed"
