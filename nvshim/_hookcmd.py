@@ -34,7 +34,7 @@ from typing import IO, Any, NoReturn, Optional
 
 from nvshim import _rootfs
 
-__all__ = ["DEFAULT_LDCONFIGS", "HookError", "main", "resolve_ldconfig"]
+__all__ = ["DEFAULT_LDCONFIGS", "HookError", "hook_names", "main", "resolve_ldconfig"]
 
 PROG = "nvshim-ctl hook"
 #: Host ldconfig binaries tried, in order, when no ``--ldconfig-path`` is given.
@@ -120,6 +120,15 @@ def _build_parser() -> _Parser:
         help="the link to make (repeatable)",
     )
     return parser
+
+
+def hook_names() -> list[str]:
+    """The names of the hooks ``nvshim-ctl hook`` runs, in ``--help`` order."""
+    parser = _build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []  # pragma: no cover - the parser always has its subcommands
 
 
 def read_state(stream: IO[bytes]) -> dict[str, Any]:
