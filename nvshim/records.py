@@ -284,6 +284,10 @@ def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
         # OCI order: destination, type, source, options (as runc spec writes it).
         order = ("destination", "type", "source", "options")
         data = {key: data[key] for key in order if key in data}
+    elif isinstance(record, Hook):
+        # The converter puts the fields it never omits (env) first.
+        order = ("path", "args", "env", "timeout")
+        data = {key: data[key] for key in order if key in data}
     elif isinstance(record, Device):
         # major and minor are required even when zero.
         data["major"] = record.major
