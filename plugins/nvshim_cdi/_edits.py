@@ -123,7 +123,9 @@ def apply_edits(spec: Spec, edits: ContainerEdits, source: str) -> None:
         # A hook without env would get the container's from runc (its
         # LD_PRELOAD, PATH ...): it gets a host PATH and nothing else.
         env = DEFAULT_HOOK_ENV if hook.env is None else hook.env
-        spec.add_hook(hook.hook_name, Hook(hook.path, args=hook.args, env=env, timeout=hook.timeout))
+        spec.add_hook(
+            hook.hook_name, Hook(hook.path, args=hook.args, env=env, timeout=hook.timeout)
+        )
     gids = [gid for gid in edits.additional_gids if gid != 0]
     if gids:
         spec.add_additional_gids(gids)
