@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from nvshim.records import DEFAULT_HOOK_ENV
+
 if TYPE_CHECKING:
     from nvshim.records import Hook
 
@@ -20,10 +22,9 @@ NVIDIA_HOOK_NAME = "nvidia-container-runtime-hook"
 #: ``--gpus`` inserts ``nvidia-container-runtime-hook``; newer toolkits
 #: install it as ``nvidia-container-toolkit`` too.
 NVIDIA_HOOK_BASENAMES = frozenset({NVIDIA_HOOK_NAME, "nvidia-container-toolkit"})
-#: The environment of every hook nvshim writes into a spec, set explicitly:
-#: runc gives a hook nothing but its ``env``, and nothing of the container's
-#: may reach a host program.
-HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+#: The environment of every hook nvshim writes into a spec (the same object
+#: as :data:`nvshim.records.DEFAULT_HOOK_ENV`, a ``Hook``'s default ``env``).
+HOOK_ENV = DEFAULT_HOOK_ENV
 
 
 def is_nvidia_hook(hook: Hook) -> bool:

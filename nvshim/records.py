@@ -16,7 +16,15 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["HOOK_STAGES", "Change", "Device", "Hook", "Mount", "check_container_path"]
+__all__ = [
+    "DEFAULT_HOOK_ENV",
+    "HOOK_STAGES",
+    "Change",
+    "Device",
+    "Hook",
+    "Mount",
+    "check_container_path",
+]
 
 #: The OCI hook stages, in the order runc runs them.
 HOOK_STAGES: tuple[str, ...] = (
@@ -26,6 +34,15 @@ HOOK_STAGES: tuple[str, ...] = (
     "startContainer",
     "poststart",
     "poststop",
+)
+
+#: The environment of a hook that does not say which one it wants: a fixed
+#: host ``PATH`` and nothing else.  runc gives a hook without ``env`` its own
+#: environment, which is the container's (``LD_PRELOAD`` from the image ran in
+#: a host process that way: CVE-2025-23266), so nvshim never writes a hook
+#: without ``env``.
+DEFAULT_HOOK_ENV: tuple[str, ...] = (
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 )
 
 DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
@@ -131,13 +148,17 @@ class Hook:
 
     :param path: absolute host path of the program.
     :param args: its argv, ``args[0]`` included (as ``execv`` takes it).
-    :param env: its environment, ``NAME=value`` strings; nothing is inherited.
+    :param env: its whole environment, ``NAME=value`` strings; nothing is
+        inherited.  The default is :data:`DEFAULT_HOOK_ENV` (a host ``PATH``
+        only); ``()`` is an empty environment.  It is always written to the
+        spec, ``[]`` included: a hook without ``env`` would get the
+        container's environment from runc.
     :param timeout: seconds after which runc kills it; ``None`` for no limit.
     """
 
     path: str = attrs.field(validator=_host_path)
     args: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    env: tuple[str, ...] = attrs.field(default=DEFAULT_HOOK_ENV, converter=_strings)
     timeout: Optional[int] = attrs.field(default=None, validator=_optional_int)
 
     @timeout.validator
@@ -194,6 +215,8 @@ class Change:
 _JSON_NAMES = {"file_mode": "fileMode"}
 # Fields that are ours, not the OCI object's.
 _NOT_IN_JSON: dict[type, set[str]] = {Device: {"access"}}
+# Fields written even at their default: a hook's ``env`` (see Hook).
+_ALWAYS_IN_JSON: dict[type, set[str]] = {Hook: {"env"}}
 
 
 @functools.cache
@@ -206,10 +229,13 @@ def _converter() -> cattrs.Converter:
     conv.register_unstructure_hook(tuple, list)
     for cls in (Mount, Device, Hook):
         skip = _NOT_IN_JSON.get(cls, set())
+        always = _ALWAYS_IN_JSON.get(cls, set())
         overrides: dict[str, Any] = {}
         for field in attrs.fields(cls):
             if field.name in skip:
                 overrides[field.name] = override(omit=True)
+            elif field.name in always:
+                overrides[field.name] = override(omit_if_default=False)
             elif field.name in _JSON_NAMES:
                 overrides[field.name] = override(rename=_JSON_NAMES[field.name])
         conv.register_unstructure_hook(
@@ -247,7 +273,8 @@ _QUICK_FIELDS: dict[type, tuple[tuple[str, str, str, Any], ...]] = {
     Hook: (
         ("path", "path", "str", attrs.NOTHING),
         ("args", "args", "strings", ()),
-        ("env", "env", "strings", ()),
+        # Never omitted (see Hook): no default to compare with.
+        ("env", "env", "strings", attrs.NOTHING),
         ("timeout", "timeout", "optional-int", None),
     ),
 }
@@ -287,7 +314,7 @@ def _quick_structure(cls: type, data: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for name, key, kind, default in fields:
         if key not in data:
-            if default is attrs.NOTHING:
+            if default is attrs.NOTHING and name not in _ALWAYS_IN_JSON.get(cls, ()):
                 return None
             continue
         value = data[key]
@@ -308,6 +335,10 @@ def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
     if isinstance(record, Mount):
         # OCI order: destination, type, source, options (as runc spec writes it).
         order = ("destination", "type", "source", "options")
+        data = {key: data[key] for key in order if key in data}
+    elif isinstance(record, Hook):
+        # The converter puts the fields it never omits (env) first.
+        order = ("path", "args", "env", "timeout")
         data = {key: data[key] for key in order if key in data}
     elif isinstance(record, Device):
         # major and minor are required even when zero.
