@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import attrs
 
 from nvshim._configfile import DEFAULT_RUNTIMES, config_path, read_toml
+from nvshim._quick import GIVE_UP, Plan, plan_of, structure
 from nvshim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -307,44 +308,14 @@ def _error_lines(exc: BaseException, source: str) -> list[str]:
     return lines
 
 
-# --- Structuring without cattrs, for values that are already right.
-#
-# Importing cattrs and generating its structuring functions costs more than
-# the rest of a create (see docs/performance.md).  A config that is valid
-# needs no conversion beyond lists to tuples and ints to floats, so
-# _quick_structure builds it directly; at the first thing it does not
-# expect (a wrong type, an unknown key where those are errors, a field type
-# it does not know, a validator that refuses) it gives up, and cattrs
-# structures the same data, raising the errors it always raised.
+# --- Structuring without cattrs, for values that are already right: see nvshim._quick.
 
-_GIVE_UP = object()
-#: Field kinds by type: a valid value of each needs only this conversion.
-_STRINGS_TYPE = tuple[str, ...]
-_OPTIONAL_STR = Optional[str]
-
-
-def _field_kind(field_type: Any) -> str | None:
-    if field_type is str or field_type is bool or field_type is float:
-        return field_type.__name__
-    if field_type is int:
-        return "int"
-    if field_type == _STRINGS_TYPE:
-        return "strings"
-    if field_type == _OPTIONAL_STR:
-        return "optional-str"
-    if isinstance(field_type, type) and attrs.has(field_type):
-        return "attrs"
-    return None
+_GIVE_UP = GIVE_UP
 
 
 @functools.cache
-def _plan(cls: type, omit: frozenset[str]) -> tuple[tuple[str, str, str | None, Any], ...]:
-    """(field name, TOML key, kind, type) for each field of ``cls`` not in ``omit``."""
-    return tuple(
-        (f.name, toml_name(f.name), _field_kind(f.type), f.type)
-        for f in attrs.fields(cls)
-        if f.name not in omit
-    )
+def _plan(cls: type, omit: frozenset[str] = frozenset()) -> Plan:
+    return plan_of(cls, toml_name, omit)
 
 
 def _quick_structure(
@@ -354,51 +325,15 @@ def _quick_structure(
     strict: Callable[[type], bool],
     omit: frozenset[str] = frozenset(),
 ) -> Any:
-    """``cls`` built from ``data``, or :data:`_GIVE_UP` (see above).
+    """``cls`` built from ``data``, or :data:`_GIVE_UP`.
 
     ``strict(cls)`` says whether an unknown key of ``cls``'s table is an error.
     """
-    if not isinstance(data, dict):
-        return _GIVE_UP
-    kwargs: dict[str, Any] = {}
-    plan = _plan(cls, omit)
-    for name, key, kind, field_type in plan:
-        if key not in data:
-            continue
-        value = data[key]
-        if kind == "str" or kind == "optional-str":
-            if not isinstance(value, str):
-                return _GIVE_UP
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                return _GIVE_UP
-        elif kind == "int":
-            if type(value) is not int:
-                return _GIVE_UP
-        elif kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return _GIVE_UP
-            try:
-                value = float(value)
-            except OverflowError:
-                return _GIVE_UP
-        elif kind == "strings":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                return _GIVE_UP
-            value = tuple(value)
-        elif kind == "attrs":
-            value = _quick_structure(value, field_type, strict=strict)
-            if value is _GIVE_UP:
-                return _GIVE_UP
-        else:
-            return _GIVE_UP
-        kwargs[name] = value
-    if strict(cls) and len(data) != len(kwargs):
-        return _GIVE_UP  # an unknown key (or an underscore spelling) to report
-    try:
-        return cls(**kwargs)
-    except Exception:  # a validator: cattrs reports it as it always did
-        return _GIVE_UP
+
+    def nested(field_type: type, value: Any) -> Any:
+        return _quick_structure(value, field_type, strict=strict)
+
+    return structure(cls, data, _plan(cls, omit), strict=strict(cls), nested=nested)
 
 
 def _quick_config(data: Mapping[str, Any]) -> Config | None:

@@ -293,38 +293,16 @@ def _quick_unstructure(record: Mount | Device | Hook) -> dict[str, Any] | None:
     return data
 
 
-def _quick_value(kind: str, value: Any) -> bool:
-    """Whether cattrs would take ``value`` for a field of ``kind`` unchanged."""
-    if kind == "str":
-        return type(value) is str
-    if kind == "optional-str":
-        return value is None or type(value) is str
-    if kind == "int":
-        return type(value) is int
-    if kind == "optional-int":
-        return value is None or type(value) is int
-    return type(value) is list and all(type(v) is str for v in value)
-
-
 def _quick_structure(cls: type, data: dict[str, Any]) -> Any:
     """A record of ``cls`` from ``data`` when cattrs would only copy it, else None."""
+    from nvshim._quick import GIVE_UP, structure
+
     fields = _QUICK_FIELDS.get(cls)
     if fields is None:
         return None
-    kwargs: dict[str, Any] = {}
-    for name, key, kind, default in fields:
-        if key not in data:
-            if default is attrs.NOTHING and name not in _ALWAYS_IN_JSON.get(cls, ()):
-                return None
-            continue
-        value = data[key]
-        if not _quick_value(kind, value):
-            return None
-        kwargs[name] = tuple(value) if kind == "strings" else value
-    try:
-        return cls(**kwargs)
-    except Exception:  # a validator: the converter raises its own error
-        return None
+    plan = [(name, key, kind, None) for name, key, kind, _default in fields]
+    record = structure(cls, data, plan, strict=False)
+    return None if record is GIVE_UP else record
 
 
 def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
