@@ -39,30 +39,16 @@ def _pretty(data: Any) -> list[str]:
 
 def run(namespace: argparse.Namespace) -> int:
     """Run the chain on the bundle with nothing written; print a diff or the changes."""
-    from nvshim.config import ConfigError, load_config
+    from nvshim.config import load_config
     from nvshim.errors import NvshimError
     from nvshim.runtime import apply_modifiers
-    from nvshim.spec import SpecError, parse_json
+    from nvshim.spec import Spec
 
     bundle = os.path.abspath(namespace.bundle)
     config_json = os.path.join(bundle, "config.json")
     try:
         config = load_config(namespace.config)
-    except ConfigError as exc:
-        sys.stderr.write(f"nvshim: bad configuration: {exc}\n")
-        return 1
-    try:
-        with open(config_json, "rb") as handle:
-            original = parse_json(handle.read(), config_json)
-    except OSError as exc:
-        sys.stderr.write(
-            f"nvshim: cannot load the spec: cannot read {config_json}: {exc.strerror or exc}\n"
-        )
-        return 1
-    except SpecError as exc:
-        sys.stderr.write(f"nvshim: cannot load the spec: {exc}\n")
-        return 1
-    try:
+        original = Spec.load(config_json).to_dict()
         result = apply_modifiers(bundle, config=config, argv=("nvshim", "create"), write=False)
     except NvshimError as exc:
         sys.stderr.write(exc.line + "\n")

@@ -65,15 +65,17 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     :raises ModifierError: a request that cannot be read, unmet or malformed
         requirements, or no hook executable.
     """
-    from nvshim.requirements import RequirementError, RequirementsNotMet
+    from nvshim.requirements import RequirementError
 
     request = context.request(spec)
     if not request.gpu:
         context.logger.debug("%s: not a GPU container; nothing to do", NAME)
         return
+    # RequirementsNotMet is an NvshimError: the core reports it as this
+    # modifier's refusal.  A malformed expression is a ValueError.
     try:
         request.check_requirements()
-    except (RequirementError, RequirementsNotMet) as exc:
+    except RequirementError as exc:
         raise ModifierError(str(exc)) from None
 
     all_files = spec.get_env("NVIDIA_REQUIRE_JETPACK") == ALL_FILES_REQUEST
