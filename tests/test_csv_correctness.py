@@ -7,13 +7,12 @@ real runc, and looks at what the container got.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
+import create_support
 import pytest
 import runc_support
 from csv_host_support import make_file, make_link, requires_mknod, write_csv
@@ -40,28 +39,7 @@ def _create(
     nvshim_exe: str, tmp_path: Path, config: Path, env: list[str] | None = None
 ) -> dict[str, Any]:
     """``nvshim create`` on a small GPU bundle; the config.json it wrote."""
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    spec = {
-        "ociVersion": "1.0.2",
-        "process": {"args": ["sh"], "cwd": "/", "env": env or GPU_ENV},
-        "root": {"path": "rootfs"},
-    }
-    (bundle / "config.json").write_text(json.dumps(spec))
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
-    environ["NVSHIM_CONFIG"] = str(config)
-    environ["NVSHIM_CACHE_DIR"] = str(tmp_path / "cache")
-    proc = subprocess.run(
-        [nvshim_exe, "create", "--bundle", str(bundle), "ctr"],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    written: dict[str, Any] = json.loads((bundle / "config.json").read_text())
-    return written
+    return create_support.create(nvshim_exe, tmp_path, config, env or GPU_ENV)
 
 
 def _log(tmp_path: Path) -> str:
