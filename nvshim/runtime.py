@@ -469,6 +469,13 @@ def build_runtime(
     logger = make_logger(config, args)
     logger.debug("argv: %s", list(argv))
     logger.debug("config: %s", config.source or "none (defaults)")
-    for key in config.ignored_keys:
-        logger.debug("config: ignoring unknown key %s", key)
+    if config.ignored_keys:
+        # A misspelt key leaves its setting at the default: say so every time.
+        from nvshim._configkeys import classify
+
+        report = classify(config)
+        for line in report.unknown_lines(config.source or "<defaults>"):
+            logger.warning("%s", line)
+        for line in report.nvidia_lines(config.source or "<defaults>"):
+            logger.debug("%s", line)
     return Runtime(argv, args, config, logger, plugin_manager)

@@ -70,7 +70,8 @@ def tool_env(site: Optional[Path], config: Optional[Path], **extra: str) -> dict
     env.pop("PYTHONPATH", None)
     if site is not None:
         env["PYTHONPATH"] = str(site)
-    env["NVSHIM_CONFIG"] = str(config) if config is not None else "/nonexistent/config.toml"
+    # An empty file: the defaults (a missing NVSHIM_CONFIG file is an error).
+    env["NVSHIM_CONFIG"] = str(config) if config is not None else os.devnull
     env.update(extra)
     return env
 

@@ -192,7 +192,7 @@ def test_nvshim_ctl_plugins_lists_broken_plugins(nvshim_ctl: str, tmp_path: Path
         {"nvshim_t_broken": "raise SyntaxError('nope')\n"},
         {"t-broken": "nvshim_t_broken"},
     )
-    env = {"PYTHONPATH": str(site), "NVSHIM_CONFIG": str(tmp_path / "none.toml")}
+    env = {"PYTHONPATH": str(site), "NVSHIM_CONFIG": "/dev/null"}
     result = subprocess.run(
         [nvshim_ctl, "plugins", "--json"], env=env, capture_output=True, timeout=60
     )
@@ -227,7 +227,7 @@ main(['nvshim', 'state', 'x'])
         [sys.executable, "-c", code],
         capture_output=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "NVSHIM_CONFIG": "/nonexistent.toml"},
+        env={"PATH": "/usr/bin:/bin", "NVSHIM_CONFIG": "/dev/null"},
     )
     if result.returncode == 1 and b"cannot find the low-level runtime" in result.stderr:
         pytest.skip("no runc or crun installed")
