@@ -70,8 +70,12 @@ def tool_env(site: Optional[Path], config: Optional[Path], **extra: str) -> dict
     env.pop("PYTHONPATH", None)
     if site is not None:
         env["PYTHONPATH"] = str(site)
-    # An empty file: the defaults (a missing NVSHIM_CONFIG file is an error).
-    env["NVSHIM_CONFIG"] = str(config) if config is not None else os.devnull
+    if config is not None:
+        env["NVSHIM_CONFIG"] = str(config)
+    else:
+        # No file where the runtime looks: the defaults (a missing file that
+        # NVSHIM_CONFIG names is an error, so it is not set).
+        env["XDG_CONFIG_HOME"] = "/nonexistent"
     env.update(extra)
     return env
 
