@@ -15,7 +15,7 @@ from typing import Any
 import create_support
 import pytest
 import runc_support
-from csv_host_support import make_file, make_link, requires_mknod, write_csv
+from csv_host_support import make_char_device, make_file, make_link, requires_mknod, write_csv
 
 GPU_ENV = ["PATH=/usr/bin:/bin", "NVIDIA_VISIBLE_DEVICES=all"]
 
@@ -125,6 +125,27 @@ def test_hooks_links_before_ldcache(tmp_path: Path, nvshim_exe: str, fake_runtim
     written = _create(nvshim_exe, tmp_path, config)
     names = [h["args"][2] for h in written["hooks"]["createContainer"]]
     assert names == ["create-symlinks", "update-ldcache"]
+
+
+@requires_mknod
+def test_none_gets_every_csv_device(tmp_path: Path, nvshim_exe: str, fake_runtime: Any) -> None:
+    """``NVIDIA_VISIBLE_DEVICES=none`` gets what ``all`` gets, as with NVIDIA's runtime."""
+    root = tmp_path / "host"
+    make_char_device(root, "/dev/nvhost-gpu", 1, 3)
+    make_file(root, "/usr/lib/libnvfoo.so", b"foo")
+    csv_dir = tmp_path / "csv"
+    write_csv(csv_dir, "devices.csv", ["dev, /dev/nvhost-gpu"])
+    write_csv(csv_dir, "drivers.csv", ["lib, /usr/lib/libnvfoo.so"])
+    config = _config(tmp_path, str(fake_runtime.path), csv_dir, root)
+    written = {}
+    for value in ("none", "all"):
+        folder = tmp_path / value
+        folder.mkdir()
+        env = ["PATH=/bin", f"NVIDIA_VISIBLE_DEVICES={value}"]
+        written[value] = create_support.create(nvshim_exe, folder, config, env)
+    assert [d["path"] for d in written["none"]["linux"]["devices"]] == ["/dev/nvhost-gpu"]
+    assert written["none"]["linux"] == written["all"]["linux"]
+    assert written["none"]["mounts"] == written["all"]["mounts"]
 
 
 # --- under real runc ---------------------------------------------------------------------
