@@ -391,8 +391,8 @@ def private_cgroup_v1(argv: Sequence[str]) -> list[str]:
 class NvshimSetup:
     """nvshim's configuration file and a test plugin, under ``folder``.
 
-    ``env`` is what nvshim must see (``NVSHIM_CONFIG`` and ``PYTHONPATH`` for
-    the plugin); engines pass it on in their own ways.
+    ``env`` is what nvshim must see (``NVSHIM_CONFIG``, ``PYTHONPATH`` for
+    the plugin, ``NVSHIM_CACHE_DIR``); engines pass it on in their own ways.
     """
 
     def __init__(
@@ -433,7 +433,13 @@ class NvshimSetup:
             f'debug = "{self.debug_log}"\n'
             'log-level = "debug"\n' + extra_toml
         )
-        self.env = {"NVSHIM_CONFIG": str(self.config), "PYTHONPATH": str(plugins)}
+        # The cache under the test's folder: as root the default is the host's
+        # /var/cache/nvshim.
+        self.env = {
+            "NVSHIM_CONFIG": str(self.config),
+            "PYTHONPATH": str(plugins),
+            "NVSHIM_CACHE_DIR": str(folder / "cache"),
+        }
 
     @staticmethod
     def _csv_host(folder: Path) -> str:
@@ -553,6 +559,9 @@ class Dockerd:
             str(self.folder / "exec"),
             "--pidfile",
             str(self.folder / "docker.pid"),
+            # dockerd otherwise writes its trust key to the host's /etc/docker/key.json.
+            "--deprecated-key-path",
+            str(self.folder / "key.json"),
             "--host",
             f"unix://{self.socket}",
             "--iptables=false",

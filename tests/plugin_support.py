@@ -68,6 +68,8 @@ def tool_env(site: Optional[Path], config: Optional[Path], **extra: str) -> dict
     """An environment for nvshim/nvshim-ctl with ``site`` on PYTHONPATH and ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env.pop("PYTHONPATH", None)
+    # Never the host's /var/cache/nvshim (the default for root): the session's.
+    env["NVSHIM_CACHE_DIR"] = os.environ["NVSHIM_CACHE_DIR"]
     if site is not None:
         env["PYTHONPATH"] = str(site)
     if config is not None:
