@@ -544,7 +544,14 @@ class Dockerd:
         self.docker = require_binary("docker")
         self.folder = area.sub("docker")
         self.config = self.folder / "daemon.json"
-        self.config.write_text(json.dumps({"log-level": "info", "ip-forward": False}))
+        settings = {
+            "log-level": "info",
+            "ip-forward": False,
+            # dockerd (20.10) otherwise writes its trust key to the host's
+            # /etc/docker/key.json; this key has no command-line flag.
+            "deprecated-key-path": str(self.folder / "key.json"),
+        }
+        self.config.write_text(json.dumps(settings))
         self.configure_output = configure("docker", self.config, nvshim)
         self.socket = self.folder / "docker.sock"
         argv = [
@@ -559,9 +566,6 @@ class Dockerd:
             str(self.folder / "exec"),
             "--pidfile",
             str(self.folder / "docker.pid"),
-            # dockerd otherwise writes its trust key to the host's /etc/docker/key.json.
-            "--deprecated-key-path",
-            str(self.folder / "key.json"),
             "--host",
             f"unix://{self.socket}",
             "--iptables=false",
