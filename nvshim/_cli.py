@@ -51,7 +51,9 @@ def _pass_through(argv: Sequence[str], log_file: str | None, log_format: str) ->
     try:
         os.execv(runtime, [runtime, *argv[1:]])
     except OSError as exc:
-        return _fail(f"nvshim: cannot exec {runtime}: {exc.strerror or exc}", log_file, log_format)
+        return _fail(
+            f"nvshim: cannot exec {runtime}: {exc.strerror or exc}", log_file, log_format
+        )
     return 1  # pragma: no cover - execv does not return
 
 

@@ -240,7 +240,9 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
         overrides: dict[str, Any] = {
-            f.name: override(rename=_toml_name(f.name)) for f in attrs.fields(cls) if "_" in f.name
+            f.name: override(rename=_toml_name(f.name))
+            for f in attrs.fields(cls)
+            if "_" in f.name
         }
         overrides["source"] = override(omit=True)
         overrides["ignored_keys"] = override(omit=True)
@@ -486,7 +488,9 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
         }
         conv.register_structure_hook(
             config_class,
-            make_dict_structure_fn(config_class, conv, _cattrs_forbid_extra_keys=True, **overrides),
+            make_dict_structure_fn(
+                config_class, conv, _cattrs_forbid_extra_keys=True, **overrides
+            ),
         )
     try:
         return conv.structure(table, config_class)

@@ -171,7 +171,9 @@ def _scan() -> list[ScanRow]:
     return found
 
 
-def load_entry_points(pm: pluggy.PluginManager, disabled: Iterable[str] = ()) -> list[PluginInfo]:
+def load_entry_points(
+    pm: pluggy.PluginManager, disabled: Iterable[str] = ()
+) -> list[PluginInfo]:
     """Load and register every ``nvshim`` entry point, one at a time.
 
     An entry point that fails to import, or that pluggy refuses, is not
@@ -257,7 +259,9 @@ def collect_modifiers(
             returned: Any = impl.function()
             if returned is None:
                 returned = ()
-            elif isinstance(returned, (Modifier, str, bytes)) or not isinstance(returned, Iterable):
+            elif isinstance(returned, (Modifier, str, bytes)) or not isinstance(
+                returned, Iterable
+            ):
                 # Iterating these would give a confusing error, or characters.
                 infos[plugin.name] = attrs.evolve(
                     plugin,
@@ -295,7 +299,9 @@ def collect_modifiers(
             by_name[modifier.name] = entry
     for info in infos.values():
         if info.error:
-            errors.insert(0, f"plugin '{info.name}' ({info.label}) is broken: {info.error}")
+            errors.insert(
+                0, f"plugin '{info.name}' ({info.label}) is broken: {info.error}"
+            )
     ordered = sorted(by_name.values(), key=lambda m: (m.modifier.order, m.name))
     return ModifierSet(
         active=tuple(m for m in ordered if m.status == "active"),

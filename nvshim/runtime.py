@@ -315,7 +315,9 @@ def _validate(
         raise NvshimError("invalid spec", problem)
     if pm is None:
         return
-    context = ModifierContext(config=config, mode=mode, bundle=bundle, argv=tuple(argv), logger=log)
+    context = ModifierContext(
+        config=config, mode=mode, bundle=bundle, argv=tuple(argv), logger=log
+    )
     labels = {p.name: p.label for p in plugins}
     arguments = {"spec": spec, "context": context}
     for impl in reversed(pm.hook.nvshim_validate.get_hookimpls()):
