@@ -382,3 +382,20 @@ def test_nvml_without_the_binding(tmp_path: Path) -> None:
     assert out.strip() == (
         "NVML: the Python binding is missing: pip install 'nvshim[nvml]' (nvidia-ml-py)"
     )
+
+
+def test_nothing_of_nvshim_host_on_the_runtime_paths() -> None:
+    """The runtime, the hooks and the CDI modifier never import nvshim.host.
+
+    nvshim.host itself imports pynvml only when NVML is used.
+    """
+    code = (
+        "import sys\n"
+        "import nvshim, nvshim._cli, nvshim.runtime, nvshim._hookcmd, nvshim._ctl.main\n"
+        "import nvshim_cdi\n"
+        "print(sorted(m for m in sys.modules if m.startswith('nvshim.host') or m == 'pynvml'))\n"
+        "import nvshim.host, nvshim.host.cdi\n"
+        "print('pynvml' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["[]", "False"]
