@@ -97,12 +97,17 @@ def test_management_mode_on_rootfs_1(nvshim_ctl: str, tmp_path: Path) -> None:
     assert spec["cdiVersion"] == "0.5.0"  # hostPath in device nodes
     assert names(spec) == ["all"]
     all_edits = device(spec, "all")["containerEdits"]
-    assert node_paths(all_edits) == ["/dev/nvidia0", "/dev/nvidia-caps/nvidia-cap1"]
+    # Every node in the one device; the common edits hold the driver only.
+    assert node_paths(all_edits) == [
+        "/dev/nvidiactl",
+        "/dev/nvidia0",
+        "/dev/nvidia-caps/nvidia-cap1",
+    ]
     for node in all_edits["deviceNodes"]:
         assert node["hostPath"] == f"{root}{node['path']}"
     common = spec["containerEdits"]
     assert common["env"] == ["NVIDIA_VISIBLE_DEVICES=void"]
-    assert node_paths(common) == ["/dev/nvidiactl"]
+    assert "deviceNodes" not in common
     check_mounts(
         spec,
         root,
@@ -149,6 +154,7 @@ def test_management_mode_finds_the_libraries(
     assert hook_args(spec, "create-symlinks") == ["--link", f"libcuda.so.1::{folder}/libcuda.so"]
     nodes = spec["devices"][0]["containerEdits"]["deviceNodes"]
     assert [n["hostPath"] for n in nodes] == [
+        f"{dev}/dev/nvidiactl",
         f"{dev}/dev/nvidia0",
         f"{dev}/dev/nvidia-caps/nvidia-cap1",
     ]
@@ -161,9 +167,10 @@ def test_split_driver_and_dev_root(nvshim_ctl: str, tmp_path: Path) -> None:
     spec = check_valid(
         nvshim_ctl, run_generate(nvshim_ctl, "--mode", "management", *base), tmp_path
     )
-    assert spec["containerEdits"]["deviceNodes"] == [
-        {"path": "/dev/nvidiactl", "hostPath": f"{dev_root}/dev/nvidiactl"}
-    ]
+    assert device(spec, "all")["containerEdits"]["deviceNodes"][0] == {
+        "path": "/dev/nvidiactl",
+        "hostPath": f"{dev_root}/dev/nvidiactl",
+    }
     # In this root libcuda.so.1 is a regular (empty) file, not a link: it is mounted too.
     check_mounts(
         spec,
@@ -602,5 +609,6 @@ def test_management_mode_on_the_simulated_host(
     gen = run_generate(nvshim_ctl, "--mode", "management", "--driver-root", str(host.root))
     spec = check_valid(nvshim_ctl, gen, tmp_path)
     nodes = node_paths(device(spec, "all")["containerEdits"])
-    assert nodes[:8] == [f"/dev/nvidia{i}" for i in range(8)]
-    assert len(nodes) == 8 + len(set(host.minors.values()))
+    control = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
+    assert nodes[:12] == [*control, *(f"/dev/nvidia{i}" for i in range(8))]
+    assert len(nodes) == 12 + len(set(host.minors.values()))

@@ -102,15 +102,28 @@ class GenerateOptions:
 
 
 def default_hook_path() -> str:
-    """The absolute path of the installed ``nvshim-ctl`` (next to the interpreter, else PATH)."""
+    """The absolute path of the installed ``nvshim-ctl``.
+
+    Looked for next to the interpreter, in its scripts folder, then in PATH.
+
+    :raises HostError: none found (pass ``--nvidia-cdi-hook-path``).
+    """
     import sys
+    import sysconfig
 
     from nvshim._lookup import find_executable
 
-    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "nvshim-ctl")
-    if os.access(beside, os.X_OK):
-        return beside
-    return find_executable("nvshim-ctl") or "/usr/bin/nvshim-ctl"
+    candidates = [
+        os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "nvshim-ctl"),
+        os.path.join(sysconfig.get_path("scripts"), "nvshim-ctl"),
+    ]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    found = find_executable("nvshim-ctl")
+    if found is None or not os.path.isabs(found):
+        raise HostError("nvshim-ctl", "not found: give the hook path with --nvidia-cdi-hook-path")
+    return found
 
 
 def hook(hook_path: str, name: str, args: Sequence[str]) -> dict[str, Any]:
@@ -473,14 +486,14 @@ def generate(options: GenerateOptions) -> dict[str, Any]:
         devs, common = _csv_spec_parts(options, driver, devices)
         return _finish(kind, _with_all(options, devs), common)
     if mode == "management":
-        nodes = devices.all_nodes()
+        # Every node in the one device (as nvidia-ctk does); the driver in the common edits.
         if not devices.gpu_nodes():
             raise HostError(f"device root {devices.root}", "no /dev/nvidia<N> node found")
         common = common_edits(
             driver, devices, hook_path=options.hook_path, disabled_hooks=options.disabled_hooks
         )
-        control = {n["path"] for n in common.get("deviceNodes", ())}
-        edits = {"deviceNodes": [_node(n) for n in nodes if n.path not in control]}
+        common.pop("deviceNodes", None)
+        edits = {"deviceNodes": [_node(n) for n in devices.all_nodes()]}
         return _finish(kind, [{"name": "all", "containerEdits": edits}], common)
     if mode == "imex":
         channels = devices.imex_channels()
