@@ -46,6 +46,7 @@ SIM_LIBRARIES = (
     ("libEGL_nvidia.so", "libEGL_nvidia.so.0"),
     ("libGLX_nvidia.so", "libGLX_nvidia.so.0"),
     ("libnvidia-cfg.so", "libnvidia-cfg.so.1"),
+    ("libnvidia-allocator.so", "libnvidia-allocator.so.1"),
 )
 
 

@@ -475,6 +475,20 @@ def test_nvml_mode_default_names(
     assert names(spec) == [*expected, "all"]
     root = host.root
     # A full GPU: its node (and, for GPU 0, its DRM nodes found by PCI bus id).
+    gpu0_hooks = device(spec, "0")["containerEdits"]["hooks"]
+    assert [h["args"] for h in gpu0_hooks] == [
+        [
+            "nvshim-ctl",
+            "hook",
+            "create-symlinks",
+            "--link",
+            "../card1::/dev/dri/by-path/pci-0000:07:00.0-card",
+            "--link",
+            "../renderD128::/dev/dri/by-path/pci-0000:07:00.0-render",
+        ]
+    ]
+    assert gpu0_hooks[0]["env"] == list(HOOK_ENV)
+    assert "hooks" not in device(spec, "3")["containerEdits"]  # no DRM nodes for GPU 3
     gpu0 = device(spec, "0")["containerEdits"]["deviceNodes"]
     assert gpu0 == [
         {"path": "/dev/nvidia0", "hostPath": f"{root}/dev/nvidia0"},

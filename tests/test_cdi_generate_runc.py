@@ -30,6 +30,7 @@ CHECK = (
     " stat -c 'ctl=%F' /dev/nvidiactl;"
     " test -e /dev/nvidia1 || echo no-nvidia1;"
     " stat -c 'card=%F' /dev/dri/card1;"
+    " echo by-path=$(readlink /dev/dri/by-path/pci-0000:07:00.0-card);"
     " grep -q libcuda.so.1 /etc/ld.so.cache && echo cache-has-libcuda;"
     " grep -q libnvidia-ml.so.1 /etc/ld.so.cache && echo cache-has-nvml;"
     f" echo libcuda.so=$(readlink {LIB}/libcuda.so);"
@@ -85,6 +86,7 @@ def test_container_gets_gpu_0(
     assert "ctl=character special file" in out
     assert "no-nvidia1" in out
     assert "card=character special file" in out  # GPU 0's DRM node, found by PCI bus id
+    assert "by-path=../card1" in out  # and its by-path link, remade by a hook
     assert "cache-has-libcuda" in out
     assert "cache-has-nvml" in out
     assert "libcuda.so=libcuda.so.1" in out  # the create-symlinks hook

@@ -253,6 +253,9 @@ def test_host_files_of_the_simulated_host(simulated_host: host_support.Simulated
     assert links["/usr/lib/x86_64-linux-gnu/libcuda.so"] == "libcuda.so.1"
     assert links["/usr/lib/x86_64-linux-gnu/libnvidia-nvvm.so"] == "libnvidia-nvvm.so.4"
     assert links["/usr/lib/x86_64-linux-gnu/libEGL_nvidia.so"] == "libEGL_nvidia.so.0"
+    assert links["/usr/lib/x86_64-linux-gnu/libGLX_indirect.so.0"] == f"libGLX_nvidia.so.{v}"
+    gbm = "/usr/lib/x86_64-linux-gnu/gbm/nvidia-drm_gbm.so"
+    assert links[gbm] == "../libnvidia-allocator.so.1"
 
 
 # --------------------------------------------------------------------------- device nodes
@@ -399,3 +402,32 @@ def test_nothing_of_nvshim_host_on_the_runtime_paths() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == ["[]", "False"]
+
+
+def test_drm_by_path_links(tmp_path: Path) -> None:
+    root = host_support.copy_reference_root("rootfs-drm", tmp_path / "r")
+    assert Devices(str(root)).drm_links("00000000:07:00.0") == [
+        ("../card0", "/dev/dri/by-path/pci-0000:07:00.0-card"),
+        ("../renderD128", "/dev/dri/by-path/pci-0000:07:00.0-render"),
+    ]
+
+
+def test_compat32_libraries_through_the_cache(tmp_path: Path) -> None:
+    """32-bit driver libraries are found by the cache's architecture flags."""
+    root = tmp_path / "r"
+    for folder in ("usr/lib64", "usr/lib32"):
+        (root / folder).mkdir(parents=True)
+    (root / "usr/lib64/libcuda.so.550.1.1").write_bytes(b"")
+    (root / "usr/lib64/libcuda.so.1").symlink_to("libcuda.so.550.1.1")
+    (root / "usr/lib32/libcuda.so.550.1.1").write_bytes(b"")
+    (root / "usr/lib32/libcuda.so.1").symlink_to("libcuda.so.550.1.1")
+    entries = [
+        (0x0303, "libcuda.so.1", "/usr/lib64/libcuda.so.1"),
+        (0x0003, "libcuda.so.1", "/usr/lib32/libcuda.so.1"),
+    ]
+    (root / "etc").mkdir()
+    (root / "etc" / "ld.so.cache").write_bytes(_old_cache(entries, with_new=True))
+    driver = Driver(str(root), arch="x86_64")
+    assert [f.path for f in driver.libraries(["compute"])] == ["/usr/lib64/libcuda.so.550.1.1"]
+    compat = [(f.path, f.capability) for f in driver.libraries(["compat32"])]
+    assert compat == [("/usr/lib32/libcuda.so.550.1.1", "compat32")]

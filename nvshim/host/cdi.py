@@ -198,9 +198,11 @@ def common_edits(
     return {key: value for key, value in edits.items() if value}
 
 
-def gpu_edits(gpu: Gpu, devices: Devices) -> dict[str, Any]:
+def gpu_edits(gpu: Gpu, devices: Devices, *, hook_path: str | None = None) -> dict[str, Any]:
     """A full GPU's edits: ``/dev/nvidia<minor>`` and its DRM nodes.
 
+    :param hook_path: when given, a ``create-symlinks`` hook remakes the
+        GPU's ``/dev/dri/by-path`` links in the container.
     :raises HostError: the GPU's node is missing under the device root.
     """
     node = devices.gpu_node(gpu.minor)
@@ -209,7 +211,14 @@ def gpu_edits(gpu: Gpu, devices: Devices) -> dict[str, Any]:
             f"GPU {gpu.index} ({gpu.uuid})",
             f"device node {devices.root.rstrip('/')}/dev/nvidia{gpu.minor} is missing",
         )
-    return {"deviceNodes": [_node(n) for n in [node, *devices.drm_nodes(gpu.pci_bus_id)]]}
+    edits: dict[str, Any] = {
+        "deviceNodes": [_node(n) for n in [node, *devices.drm_nodes(gpu.pci_bus_id)]]
+    }
+    links = devices.drm_links(gpu.pci_bus_id) if hook_path else []
+    if hook_path and links:
+        args = [a for target, link in links for a in ("--link", f"{target}::{link}")]
+        edits["hooks"] = [hook(hook_path, "create-symlinks", args)]
+    return edits
 
 
 def mig_edits(gpu: Gpu, mig: MigDevice, devices: Devices) -> dict[str, Any]:
@@ -270,9 +279,12 @@ def _nvml_devices(
         if wanted not in known:
             raise HostError(f"--device-id {wanted}", "no such GPU or MIG device (by index or UUID)")
     out: list[dict[str, Any]] = []
+    link_hook = None
+    if not set(options.disabled_hooks) & {"all", "create-symlinks"}:
+        link_hook = options.hook_path or default_hook_path()
     for gpu in gpus:
         if _selected(gpu, None, options.device_ids):
-            edits = gpu_edits(gpu, devices)
+            edits = gpu_edits(gpu, devices, hook_path=link_hook)
             out += [
                 {"name": n, "containerEdits": edits}
                 for n in _gpu_names(gpu, options.name_strategies)
