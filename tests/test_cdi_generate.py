@@ -626,3 +626,31 @@ def test_management_mode_on_the_simulated_host(
     control = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
     assert nodes[:12] == [*control, *(f"/dev/nvidia{i}" for i in range(8))]
     assert len(nodes) == 12 + len(set(host.minors.values()))
+
+
+@pytest.mark.parametrize(
+    ("inventory", "expected"),
+    [("orin.json", "csv"), ("dgxa100.json", "nvml")],
+    ids=["integrated-gpu", "discrete-gpus"],
+)
+def test_auto_mode_on_a_tegra_host_with_nvml(
+    nvshim_ctl: str, tmp_path: Path, inventory: str, expected: str
+) -> None:
+    """A Tegra root whose NVML works: csv when the only GPU is integrated, else nvml."""
+    pytest.importorskip("pynvml")
+    host = host_support.build_simulated_host(
+        tmp_path / "root", host_support.TESTS / "fakenvml" / inventory
+    )
+    (host.root / "etc" / "nv_tegra_release").write_text("# R36 (release)\n")
+    csv_dir = host.root / "etc" / "nvidia-container-runtime" / "host-files-for-container.d"
+    csv_dir.mkdir(parents=True)
+    (csv_dir / "devices.csv").write_text("dev, /dev/nvidia0\ndev, /dev/nvidiactl\n")
+    spec = check_valid(
+        nvshim_ctl, run_generate(nvshim_ctl, "--driver-root", str(host.root)), tmp_path
+    )
+    uuid = host.gpus()[0]["uuid"]
+    if expected == "csv":
+        assert names(spec) == ["0", "all"]
+        assert node_paths(device(spec, "0")["containerEdits"]) == ["/dev/nvidia0", "/dev/nvidiactl"]
+    else:
+        assert uuid in names(spec)
