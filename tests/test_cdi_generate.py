@@ -654,3 +654,58 @@ def test_auto_mode_on_a_tegra_host_with_nvml(
         assert node_paths(device(spec, "0")["containerEdits"]) == ["/dev/nvidia0", "/dev/nvidiactl"]
     else:
         assert uuid in names(spec)
+
+
+def test_generate_options_are_nvidia_ctks() -> None:
+    """The option names, aliases, defaults and repeatables the issue names, and no others."""
+    import argparse
+
+    from nvshim._ctl.main import build_parser
+
+    parser = build_parser()
+    cdi = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    cdi_parser = cdi.choices["cdi"]
+    sub = next(a for a in cdi_parser._actions if isinstance(a, argparse._SubParsersAction))
+    gen = sub.choices["generate"]
+    options = {
+        tuple(a.option_strings): a for a in gen._actions if a.option_strings and a.dest != "help"
+    }
+    assert set(options) == {
+        ("--mode",),
+        ("--output",),
+        ("--format",),
+        ("--driver-root",),
+        ("--dev-root",),
+        ("--device-name-strategy",),
+        ("--vendor",),
+        ("--class",),
+        ("--no-all-device",),
+        ("--device-id",),
+        ("--csv.file",),
+        ("--library-search-path",),
+        ("--disable-hook",),
+        ("--nvidia-cdi-hook-path", "--nvidia-ctk-path", "--hook-path"),
+    }
+    repeatable = {k[0] for k, a in options.items() if isinstance(a, argparse._AppendAction)}
+    assert repeatable == {
+        "--device-name-strategy",
+        "--device-id",
+        "--csv.file",
+        "--library-search-path",
+        "--disable-hook",
+    }
+    assert options[("--mode",)].default == "auto"
+    assert options[("--driver-root",)].default == "/"
+    assert list(options[("--mode",)].choices or ()) == [
+        "auto",
+        "nvml",
+        "csv",
+        "management",
+        "gds",
+        "mofed",
+        "gdrcopy",
+        "nvswitch",
+        "imex",
+    ]
+    ns = parser.parse_args(["cdi", "generate"])
+    assert (ns.vendor, ns.device_class, ns.format, ns.output) == (None, None, None, "")
