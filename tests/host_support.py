@@ -21,7 +21,6 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,10 +286,6 @@ def hook_args(spec: dict[str, Any], name: str) -> list[str] | None:
         if name in args:
             return list(args[args.index(name) + 1 :])
     return None
-
-
-def all_strings(items: Iterable[Any]) -> bool:
-    return all(isinstance(i, str) for i in items)
 
 
 def put_file(path: Path, data: bytes = b"") -> Path:
