@@ -124,6 +124,13 @@ def _build_parser() -> _Parser:
         metavar="TARGET::LINK",
         help="the link to make (repeatable)",
     )
+    # Parsed by its own module (nvshim._cudacompat); listed for --help and hook_names().
+    hooks.add_parser(
+        "enable-cuda-compat",
+        help="list the container's CUDA forward-compat libraries in its ld.so.conf.d "
+        "when they are newer than the host driver",
+        add_help=False,
+    )
     return parser
 
 
@@ -356,6 +363,10 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
     :returns: 0 on success, 1 on failure (with one line per failure on stderr),
         0 after ``--help``.
     """
+    if argv[:1] == ["enable-cuda-compat"]:  # its own module (#13)
+        from nvshim._cudacompat import main as cuda_compat_main
+
+        return cuda_compat_main(argv[1:], stdin)
     name = argv[0] if argv and not argv[0].startswith("-") else ""
     prefix = f"{PROG} {name}" if name else PROG
 
