@@ -46,7 +46,7 @@ def _install_wheel(session: nox.Session, *extra: str) -> None:
     dist = Path(session.create_tmp()) / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT))
-    wheels = sorted(dist.glob("nvshim-*.whl"))
+    wheels = sorted(dist.glob("nvshim_runtime-*.whl"))
     session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
     session.install(str(wheels[-1]), *extra)
 

@@ -28,12 +28,12 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
-    from nvshim._version import __version__
+    from nvshim._version import DISTRIBUTION, __version__
 
     parser = argparse.ArgumentParser(
         prog="nvshim-ctl", description="Tooling for the nvshim OCI runtime shim."
     )
-    parser.add_argument("--version", action="version", version=f"nvshim-ctl {__version__}")
+    parser.add_argument("--version", action="version", version=f"nvshim-ctl {__version__} ({DISTRIBUTION})")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
