@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nvshim-ctl", description="Tooling for the nvshim OCI runtime shim."
     )
-    parser.add_argument("--version", action="version", version=f"nvshim-ctl {__version__} ({DISTRIBUTION})")
+    parser.add_argument(
+        "--version", action="version", version=f"nvshim-ctl {__version__} ({DISTRIBUTION})"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
