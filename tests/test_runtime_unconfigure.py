@@ -295,7 +295,8 @@ def test_without_a_record_the_entry_and_its_default_go(tmp_path: Path) -> None:
     }))
     assert ctl("unconfigure", "--engine", "docker", "--config", str(target),
                "--name", "nvidia") == 0
-    assert json.loads(target.read_text()) == {"runtimes": {"kata": {"path": "/usr/bin/kata-runtime"}}}
+    kata = {"path": "/usr/bin/kata-runtime"}
+    assert json.loads(target.read_text()) == {"runtimes": {"kata": kata}}
 
 
 def test_unconfigure_dry_run_writes_nothing(
