@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "nvshim._ctl.config_cmd",
     "nvshim._ctl.runtime_cmd",
     "nvshim._ctl.cdi_cmd",
+    "nvshim._ctl.system_cmd",
     "nvshim._ctl.demo_cmd",
     "nvshim._ctl.hook_cmd",
 )
