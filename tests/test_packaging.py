@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +87,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Iterator[Path]:
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
     """A new venv with the example plugin installed from the wheels, no index."""
     root = tmp_path_factory.mktemp("fresh")
     venv = root / "venv"
@@ -103,7 +102,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Iterat
     (purelib / "offline-deps.pth").write_text(f"{deps}\n")
     _run(python, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels,
          "nvshim-host-mounts", env=_clean_env())
-    yield venv
+    return venv
 
 
 def test_the_wheel_is_named_nvshim_runtime(wheels: Path) -> None:
