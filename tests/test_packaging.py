@@ -46,16 +46,16 @@ def _run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str
     return result  # type: ignore[no-any-return]
 
 
-def _closure(names: list[str]) -> set[str]:
-    """The distributions *names* need, here and now (markers evaluated)."""
-    seen: set[str] = set()
+def _closure(names: list[str]) -> dict[str, str]:
+    """The distributions *names* need, here and now (markers evaluated), by normalized name."""
+    seen: dict[str, str] = {}
     todo = list(names)
     while todo:
         name = todo.pop()
-        key = name.lower().replace("_", "-")
+        key = name.lower().replace("_", "-").replace(".", "-")
         if key in seen:
             continue
-        seen.add(key)
+        seen[key] = name
         for line in md.requires(name) or []:
             req = Requirement(line)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
@@ -96,9 +96,10 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
     purelib = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))",
                         env=_clean_env()).stdout.strip())
     deps = root / "deps"
-    needed = _closure(["nvshim-runtime", "attrs"]) - {"nvshim-runtime"}
-    for name in sorted(needed):
-        _copy_distribution(name, deps)
+    needed = _closure(["nvshim-runtime", "attrs"])
+    for key, name in sorted(needed.items()):
+        if key != "nvshim-runtime":
+            _copy_distribution(name, deps)
     (purelib / "offline-deps.pth").write_text(f"{deps}\n")
     _run(python, "-m", "pip", "install", "-q", "--no-index", "--find-links", wheels,
          "nvshim-host-mounts", env=_clean_env())
