@@ -147,3 +147,19 @@ def bench(session: nox.Session) -> None:
     """Run the benchmark suite (`nox -s bench -- --quick` for a short run)."""
     session.install(".")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def deb(session: nox.Session) -> None:
+    """Build dist/nvshim-runtime_<version>_<arch>.deb (packaging/build_deb.py; needs dpkg-deb).
+
+    The package's venv is made with the system Python (/usr/bin/python3);
+    arguments after ``--`` go to its ``pip install`` (e.g. ``--no-index
+    --find-links DIR`` to build offline).
+    """
+    if shutil.which("dpkg-deb") is None:
+        session.error("dpkg-deb is not installed (Debian's dpkg package)")
+    args = ["--out", str(ROOT / "dist")]
+    if session.posargs:
+        args += ["--", *session.posargs]
+    session.run("python", str(ROOT / "packaging" / "build_deb.py"), *args)
