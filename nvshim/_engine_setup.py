@@ -244,21 +244,32 @@ def _diff(old: Any, new: Any, prefix: list[str]) -> list[dict[str, Any]]:
 
 
 def record_changes(engine: str, old_text: str, new_text: str, name: str) -> list[dict[str, Any]]:
-    """What ``configure`` changed in a file besides runtime *name*'s entry.
+    """What ``configure`` changed in a file, so that :func:`unconfigure` can undo it.
 
-    Each change is ``{"key": [...], "had": bool, "was": value, "set": value}``:
-    JSON-ready, kept beside the file so :func:`unconfigure` can undo it.
+    Each change is ``{"key": [...], "had": bool, "was": value, "set": value}``,
+    JSON-ready. Runtime *name*'s entry is one change as a whole: when it
+    existed (another runtime of that name, such as NVIDIA's ``nvidia``), undoing
+    puts the old entry back rather than removing it.
     """
-    old = _plain(_load(engine, old_text))
+    old_tree = _load(engine, old_text)
     new_tree = _load(engine, new_text)
-    new = _plain(new_tree)
     keys = runtime_key(engine, new_tree, name)
-    parent = new
+    old, new = _plain(old_tree), _plain(new_tree)
+    before = _pop(old, keys)
+    after = _pop(new, keys)
+    changes = _diff(old, new, [])
+    if before is not _MISSING:
+        changes.append({"key": keys, "had": True, "was": before, "set": after})
+    return changes
+
+
+def _pop(tree: dict[str, Any], keys: list[str]) -> Any:
+    node: Any = tree
     for key in keys[:-1]:
-        parent = parent.get(key, {}) if isinstance(parent, dict) else {}
-    if isinstance(parent, dict):
-        parent.pop(keys[-1], None)
-    return _diff(old, new, [])
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict) and keys[-1] in node:
+        return node.pop(keys[-1])
+    return _MISSING
 
 
 def unconfigure(
@@ -275,7 +286,9 @@ def unconfigure(
     notes: list[str] = []
     if not tree:
         return text, notes
-    _delete(tree, runtime_key(engine, tree, name))
+    entry_key = runtime_key(engine, tree, name)
+    if changes is None or all(c["key"] != entry_key for c in changes):
+        _delete(tree, entry_key)  # configure added it: it goes
     if changes is None:
         default_key = _default_key(engine, tree)
         if _plain(_get(tree, default_key)) == name:

@@ -312,3 +312,52 @@ def test_unconfigure_dry_run_writes_nothing(
     assert capsys.readouterr().out.endswith(PODMAN_CONF)
     assert target.read_text() == configured
     assert Path(runtime_cmd.record_path_for(str(target))).exists()
+
+
+# NVIDIA's runtime as `nvidia-ctk runtime configure --runtime=docker --set-as-default` leaves it.
+NVIDIA_DAEMON_JSON = """\
+{
+    "default-runtime": "nvidia",
+    "runtimes": {
+        "nvidia": {
+            "args": [],
+            "path": "nvidia-container-runtime"
+        }
+    }
+}
+"""
+
+
+def test_migration_under_the_name_nvidia_and_back(tmp_path: Path, shim: str) -> None:
+    target = tmp_path / "daemon.json"
+    target.write_text(NVIDIA_DAEMON_JSON)
+    options = ["--engine", "docker", "--config", str(target), "--name", "nvidia"]
+    assert ctl("configure", *options, "--path", shim) == 0
+    data = json.loads(target.read_text())
+    assert data == {"default-runtime": "nvidia", "runtimes": {"nvidia": {"args": [], "path": shim}}}
+    # Switching back puts NVIDIA's entry back as it was, not just removes ours.
+    assert ctl("unconfigure", *options) == 0
+    assert target.read_text() == NVIDIA_DAEMON_JSON
+
+
+def test_migration_on_containerd_keeps_nvidias_runtime_options(tmp_path: Path, shim: str) -> None:
+    target = tmp_path / "config.toml"
+    nvidia = CONTAINERD_DEFAULT.replace(
+        '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+        '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n'
+        '        runtime_type = "io.containerd.runc.v2"\n'
+        '        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]\n'
+        '          BinaryName = "/usr/bin/nvidia-container-runtime"\n'
+        '          SystemdCgroup = true\n\n'
+        '      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+    )
+    assert nvidia != CONTAINERD_DEFAULT
+    target.write_text(nvidia)
+    options = ["--engine", "containerd", "--config", str(target), "--name", "nvidia"]
+    assert ctl("configure", *options, "--path", shim) == 0
+    cri = toml(target)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]
+    assert cri["runtimes"]["nvidia"]["options"] == {"BinaryName": shim, "SystemdCgroup": True}
+    assert ctl("unconfigure", *options) == 0
+    cri = toml(target)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]
+    assert cri["runtimes"]["nvidia"]["options"] == {
+        "BinaryName": "/usr/bin/nvidia-container-runtime", "SystemdCgroup": True}
