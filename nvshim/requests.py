@@ -45,9 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from nvshim.errors import RequestError
+
 if TYPE_CHECKING:
     from nvshim.config import Config
     from nvshim.requirements import HostProperties
+    from nvshim.spec import Spec
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -59,6 +62,7 @@ __all__ = [
     "is_cdi_name",
     "lookup_env",
     "parse_bool",
+    "read_container_request",
     "read_request",
 ]
 
@@ -86,20 +90,15 @@ _CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _UINT32_MAX = 2**32 - 1
 # Go's golang.org/x/mod/semver: `v`, 1 to 3 numbers without leading zeros,
-# pre-release and build only after all three.
-_GO_SEMVER_RE = re.compile(
+# pre-release and build only after all three.  Compiled on first use (by re's
+# cache): only a container with CUDA_VERSION needs it.
+_GO_SEMVER = (
     r"v?(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*)"
     r"(?:\.(?:0|[1-9][0-9]*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?"
 )
 
 
-class RequestError(ValueError):
-    """A GPU container's request that cannot be honoured as written.
-
-    Raised for a legacy CUDA image whose ``CUDA_VERSION`` is not a version
-    (NVIDIA's hook refuses such a container too).
-    """
 
 
 @attrs.frozen
@@ -331,7 +330,7 @@ def _major_minor(version: str) -> str | None:
 
     ``None`` unless it is a Go semver whose major and minor fit 32 bits.
     """
-    match = _GO_SEMVER_RE.fullmatch(version)
+    match = re.fullmatch(_GO_SEMVER, version)
     if match is None:
         return None
     major, minor = int(match.group(1)), int(match.group(2) or 0)
@@ -427,6 +426,14 @@ def read_request(
         privileged=privileged,
         unsupported_capabilities=unsupported,
     )
+
+
+def read_container_request(spec: Spec, config: Config) -> ContainerRequest:
+    """What the container of ``spec`` asks for, read with the options ``config`` sets.
+
+    :raises RequestError: as :func:`read_request`.
+    """
+    return read_request(spec.raw, RequestOptions.from_config(config))
 
 
 def _read_devices(

@@ -3,7 +3,7 @@
 The package holds a venv at ``/usr/lib/nvshim-runtime`` made with the system
 Python (``/usr/bin/python3``), with nvshim's wheel and its dependencies;
 ``/usr/bin/nvshim`` and ``/usr/bin/nvshim-ctl`` link into it. A venv records
-its own path (script shebangs, ``pyvenv.cfg``, ``activate``, byte code), so
+its own path (script shebangs, ``nvshim-python``, ``pyvenv.cfg``, byte code), so
 it is built inside a staging root and those paths are rewritten to the
 installed ones before ``dpkg-deb`` packs the tree. Also in the package: the
 docs, the default ``config.toml`` the postinst writes when there is none

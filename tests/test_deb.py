@@ -81,8 +81,9 @@ def test_package_layout(tmp_path: Path) -> None:
     venv = tree / "usr/lib/nvshim-runtime"
     for command in ("nvshim", "nvshim-ctl"):
         assert os.readlink(tree / "usr/bin" / command) == f"/usr/lib/nvshim-runtime/bin/{command}"
-        assert (venv / "bin" / command).read_text().startswith(
-            "#!/usr/lib/nvshim-runtime/bin/python\n")
+    # The wrappers start the interpreter named by nvshim-python's first line.
+    assert (venv / "bin" / "nvshim-python").read_text().startswith(
+        "#!/usr/lib/nvshim-runtime/bin/python\n")
     # No trace of the staging root anywhere in the venv's text or byte code.
     staging = b"nvshim-deb-"
     for path in venv.rglob("*"):
