@@ -305,9 +305,9 @@ class Runtime:
 
     def print_version(self) -> None:
         """Print nvshim's version and its active modifiers to stdout."""
-        from nvshim._version import __version__
+        from nvshim._version import DISTRIBUTION, __version__
 
-        lines = [f"nvshim version {__version__}"]
+        lines = [f"nvshim version {__version__} ({DISTRIBUTION})"]
         try:
             modifiers = self.modifiers
             names = ", ".join(m.name for m in modifiers.active) or "none"

@@ -216,7 +216,7 @@ def test_nvshim_ctl_plugins_lists_broken_plugins(nvshim_ctl: str, tmp_path: Path
     assert rows["t-broken"]["distribution"] == "nvshim-t-broken"
     for builtin in ("legacy-hook", "csv-discovery", "docker-gpus-detector", "cdi"):
         if builtin in rows:
-            assert rows[builtin]["distribution"] == "nvshim"
+            assert rows[builtin]["distribution"] == "nvshim-runtime"
     listed = subprocess.run([nvshim_ctl, "plugins"], env=env, capture_output=True, timeout=60)
     assert listed.returncode == 1
     text = listed.stdout.decode()

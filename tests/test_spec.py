@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, minimal_spec, shared_path
+from conftest import DATA, SHARED, minimal_spec, shared_path
 from schema_support import schema_errors
 
 from nvshim import Device, Hook, Mount, Spec, SpecError
 
 
 def _reference_specs() -> list[Path]:
-    folders = [SHARED / "reference-data" / "specs", SHARED / "oci-runtime-spec/test/config/good"]
+    folders = [DATA / "reference-data" / "specs", SHARED / "oci-runtime-spec/test/config/good"]
     return sorted(p for folder in folders if folder.exists() for p in folder.glob("*.json"))
 
 
@@ -27,7 +27,7 @@ def _ids(paths: list[Path]) -> list[str]:
 REFERENCE = _reference_specs()
 
 
-@pytest.mark.skipif(not REFERENCE, reason="../shared reference specs are absent")
+@pytest.mark.skipif(not REFERENCE, reason="no reference specs found")
 @pytest.mark.parametrize("path", REFERENCE, ids=_ids(REFERENCE))
 def test_round_trip_keeps_every_field_and_key_order(path: Path, tmp_path: Path) -> None:
     original = json.loads(path.read_text())
