@@ -249,7 +249,15 @@ def test_hyperfine_rounds_split_the_runs(tmp_path: Path) -> None:
     assert first_of_each_round == ["a", "b", "a"]
 
 
-def test_podman_case_puts_each_runtime_behind_the_same_wrapper(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
+    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
+
+
+def test_podman_case_puts_each_runtime_behind_the_same_wrapper(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     skipped: dict[str, str] = {}
     groups = run._podman_group(tmp_path, "/opt/nvshim/bin/nvshim", skipped)
     if not groups:
@@ -272,13 +280,6 @@ def test_podman_case_puts_each_runtime_behind_the_same_wrapper(tmp_path: Path) -
     config = Path(group.env["NVSHIM_CONFIG"]).read_text()
     assert 'mode = "legacy"' in config
     assert str(tmp_path / "podman" / "stand-in-hook") in config
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
-    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
-        yield Path(folder)
 
 
 @pytest.mark.engine
