@@ -106,7 +106,7 @@ def test_raw_edit_after_api_modifiers_is_attributed(
         ("env", "AFTER", "api", "raw"),
         ("env", "API3", "api", "c"),
     } <= found
-    assert [c for c in result.changes if c.source == "raw"][0].modifier == "raw"
+    assert next(c for c in result.changes if c.source == "raw").modifier == "raw"
     # One snapshot at raw's first access, one for "c" (raw was handed out).
     assert spec.copies == 2
 
@@ -152,7 +152,7 @@ def test_conflicting_raw_edits_are_still_detected(
     from nvshim import NvshimError
 
     _chain(register_plugin, ("a", _raw_set("k", "1")), ("b", _api(2)), ("c", _raw_set("k", "2")))
-    with pytest.raises(NvshimError, match="modifier 'c'.*annotation 'k'"):
+    with pytest.raises(NvshimError, match=r"modifier 'c'.*annotation 'k'"):
         run_modifiers(_spec(oci_spec), mode="legacy")
 
 
