@@ -249,27 +249,28 @@ def _environment_groups(
     rss: list[tuple[str, Command, dict[str, str]]],
 ) -> None:
     """Every create case in three venvs that differ only in what else is installed."""
-    venvs = []
+    venvs: list[tuple[str, list[str]]] = []
     for extra in ("base", "plugins", "dists"):
         venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra}", python)
+        argv0 = fixtures.nvshim_in_venv(nvshim, venv_python)
         # csv mode's hooks name nvshim-ctl beside the interpreter, as an install has it.
         ctl = Path(nvshim).with_name("nvshim-ctl")
-        if ctl.is_file():
+        if ctl.is_file() and not (Path(venv_python).parent / "nvshim-ctl").exists():
             (Path(venv_python).parent / "nvshim-ctl").symlink_to(ctl)
         if extra == "plugins":
             fixtures.add_plugins(site, 20, venv_python)
         elif extra == "dists":
             fixtures.add_distributions(site, 500)
-        venvs.append((extra, venv_python))
+        venvs.append((extra, argv0))
     labels = {"base": "(venv)", "plugins": "+20 plugins", "dists": "+500 dists"}
     for case, env, spec in cases:
         commands = []
-        for extra, venv_python in venvs:
+        for extra, argv0 in venvs:
             bundle = fixtures.write_bundle(work / f"bundle-{case}-{extra}", spec)
             commands.append(
                 Command(
                     f"{case} {labels[extra]}",
-                    [venv_python, nvshim, "create", "--bundle", str(bundle), "bench-ctr"],
+                    [*argv0, "create", "--bundle", str(bundle), "bench-ctr"],
                     fixtures.restore_command(bundle),
                 )
             )

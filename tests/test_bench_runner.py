@@ -299,3 +299,33 @@ def test_podman_case_runs(short_tmp: Path) -> None:
     assert [len(m.times) for m in measured] == [1, 1]
     # Through nvshim only (the check run and the timed one): the GPU request was served.
     assert hook_log.read_text().split() == ["ran", "ran"]
+
+
+def test_interpreter_of_the_sh_wrapper_reads_nvshim_python(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvshim").write_text("#!/bin/sh\nexec whatever\n")
+    (bin_dir / "nvshim-python").write_text("#!/opt/venv/bin/python3.11\nimport sys\n")
+    assert fixtures.interpreter_of(str(bin_dir / "nvshim")) == "/opt/venv/bin/python3.11"
+    # Through a link, and with pip's form for long interpreter paths.
+    (tmp_path / "link").symlink_to(bin_dir / "nvshim")
+    long_python = "/opt/" + "x" * 200 + "/bin/python"
+    (bin_dir / "nvshim-python").write_text(f"#!/bin/sh\n'''exec' '{long_python}' \"$0\" \"$@\"\n")
+    assert fixtures.interpreter_of(str(tmp_path / "link")) == long_python
+
+
+def test_nvshim_in_venv_copies_the_wrapper_with_the_venvs_interpreter(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "nvshim").write_text("#!/bin/sh\necho nvshim\n")
+    (base / "nvshim-ctl").write_text("#!/bin/sh\necho ctl\n")
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    argv = fixtures.nvshim_in_venv(str(base / "nvshim"), str(venv_bin / "python"))
+    assert argv == [str(venv_bin / "nvshim")]
+    assert (venv_bin / "nvshim-python").read_text() == f"#!{venv_bin / 'python'}\n"
+    assert (venv_bin / "nvshim-ctl").read_text() == "#!/bin/sh\necho ctl\n"
+    # An older "#!python" script is run by the venv's interpreter instead.
+    (base / "old").write_text("#!/usr/bin/python3\nimport sys\n")
+    old = fixtures.nvshim_in_venv(str(base / "old"), "/v/bin/python")
+    assert old == ["/v/bin/python", str(base / "old")]
