@@ -416,6 +416,9 @@ def _ratio_rows(
             case, ref = group[t.case], group[t.reference]
             row["median_ratio"] = case.median / ref.median
             row["min_ratio"] = case.minimum / ref.minimum
+            case_cpu, ref_cpu = case.cpu_median, ref.cpu_median
+            if case_cpu is not None and ref_cpu and t.group != "podman":
+                row["cpu_ratio"] = case_cpu / ref_cpu
             row["ok"] = None if t.limit is None else row["median_ratio"] <= t.limit
         rows.append(row)
     return rows
@@ -423,26 +426,28 @@ def _ratio_rows(
 
 def _table(rows: list[dict[str, Any]], rss: dict[str, dict[str, float]]) -> str:
     lines = [
-        f"{'ratio':34} {'median':>8} {'min':>8} {'target':>8}  result",
-        "-" * 70,
+        f"{'ratio':34} {'median':>8} {'min':>8} {'cpu':>8} {'target':>8}  result",
+        "-" * 79,
     ]
     for row in rows:
         target = "" if row["target"] is None else f"<= {row['target']:.2f}"
         if "skipped" in row:
             lines.append(
-                f"{row['label']:34} {'-':>8} {'-':>8} {target:>8}  skipped: {row['skipped']}"
+                f"{row['label']:34} {'-':>8} {'-':>8} {'-':>8} {target:>8}"
+                f"  skipped: {row['skipped']}"
             )
             continue
         verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "MISSED")
+        cpu = f"{row['cpu_ratio']:8.3f}" if "cpu_ratio" in row else f"{'-':>8}"
         lines.append(
-            f"{row['label']:34} {row['median_ratio']:8.3f} {row['min_ratio']:8.3f} "
+            f"{row['label']:34} {row['median_ratio']:8.3f} {row['min_ratio']:8.3f} {cpu} "
             f"{target:>8}  {verdict}"
         )
     for name, figures in rss.items():
         verdict = "ok" if figures["max_mb"] <= RSS_LIMIT_MB else "MISSED"
         lines.append(
             f"{'max RSS ' + name + ' (MB)':34} {figures['median_mb']:8.1f} "
-            f"{figures['max_mb']:8.1f} {'<= ' + str(int(RSS_LIMIT_MB)):>8}  {verdict} "
+            f"{figures['max_mb']:8.1f} {'':8} {'<= ' + str(int(RSS_LIMIT_MB)):>8}  {verdict} "
             f"(floor {figures['floor_mb']:.1f})"
         )
     return "\n".join(lines)

@@ -329,3 +329,25 @@ def test_nvshim_in_venv_copies_the_wrapper_with_the_venvs_interpreter(tmp_path: 
     (base / "old").write_text("#!/usr/bin/python3\nimport sys\n")
     old = fixtures.nvshim_in_venv(str(base / "old"), "/v/bin/python")
     assert old == ["/v/bin/python", str(base / "old")]
+
+
+def test_cpu_time_is_measured_and_reported_as_a_ratio() -> None:
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.05: pass"
+    group = timing.Group(
+        "create",
+        [
+            timing.Command("F", [sys.executable, "-c", "import time; time.sleep(0.05)"]),
+            timing.Command("create legacy", [sys.executable, "-c", busy]),
+        ],
+    )
+    measured = {m.name: m for m in timing.measure_python(group, runs=3, warmup=0)}
+    sleepy, spinning = measured["F"], measured["create legacy"]
+    assert len(sleepy.cpu) == len(spinning.cpu) == 3
+    # Both take about 50 ms of wall time; only one of them uses the CPU for it.
+    assert spinning.cpu_median is not None and spinning.cpu_median >= 0.05
+    assert sleepy.cpu_median is not None and sleepy.cpu_median < spinning.cpu_median
+    rows = {r["label"]: r for r in run._ratio_rows({"create": measured}, {})}
+    assert rows["create legacy / F"]["cpu_ratio"] == pytest.approx(
+        spinning.cpu_median / sleepy.cpu_median
+    )
+    assert "cpu" in run._table(list(rows.values()), {}).splitlines()[0]
