@@ -344,8 +344,10 @@ def test_cpu_time_is_measured_and_reported_as_a_ratio() -> None:
     sleepy, spinning = measured["F"], measured["create legacy"]
     assert len(sleepy.cpu) == len(spinning.cpu) == 3
     # Both take about 50 ms of wall time; only one of them uses the CPU for it.
-    assert spinning.cpu_median is not None and spinning.cpu_median >= 0.05
-    assert sleepy.cpu_median is not None and sleepy.cpu_median < spinning.cpu_median
+    assert spinning.cpu_median is not None
+    assert spinning.cpu_median >= 0.05
+    assert sleepy.cpu_median is not None
+    assert sleepy.cpu_median < spinning.cpu_median
     rows = {r["label"]: r for r in run._ratio_rows({"create": measured}, {})}
     assert rows["create legacy / F"]["cpu_ratio"] == pytest.approx(
         spinning.cpu_median / sleepy.cpu_median
