@@ -434,7 +434,9 @@ def read_container_request(spec: Spec, config: Config) -> ContainerRequest:
 
     :raises RequestError: as :func:`read_request`.
     """
-    return read_request(spec.raw, RequestOptions.from_config(config))
+    from nvshim.spec import readonly_data  # only read: see Spec.raw
+
+    return read_request(readonly_data(spec), RequestOptions.from_config(config))
 
 
 def _read_devices(

@@ -201,7 +201,7 @@ def apply_modifiers(
             modifier=modifier.name,
         )
         before = len(tracker.changes)
-        with spec.recording(tracker.recorder_for(info, spec)):
+        with spec.recording(tracker.recorder_for(info, spec), tracker.on_raw):
             info.apply(spec, own, timeout, log)
         tracker.finish()  # attributes what it changed through Spec.raw
         applied.append(modifier.name)
