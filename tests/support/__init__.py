@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "DATA",
     "FAKE_RUNTIME",
     "REPO",
     "SHARED",
@@ -31,13 +32,31 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parent.parent.parent
 SHARED = REPO.parent / "shared"
+#: The test data kept in the repository (see tests/data/README.md).
+DATA = REPO / "tests" / "data"
+#: Top folders of ../shared that the repository carries a copy of, under DATA.
+_IN_REPO = frozenset({"reference-data"})
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, skipping the test when it is absent."""
+    """A test data path: ``reference-data/...`` from tests/data, the rest from ../shared.
+
+    The reference data (config.json files, CSV files, NVIDIA's fake host
+    roots) is part of the repository; only the OCI and CDI JSON schemas stay
+    in a ``shared`` folder beside the checkout, and a test needing them skips
+    when it is absent (tests/data/README.md says where to get them).
+    """
+    if parts and parts[0] in _IN_REPO:
+        path = DATA.joinpath(*parts)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: test data missing from the repository")
+        return path
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (the ../shared data folder is not beside the checkout)")
+        pytest.skip(
+            f"{path} is absent: the JSON schemas live in a shared/ folder beside the "
+            "checkout (tests/data/README.md says where to get them)"
+        )
     return path
 
 
