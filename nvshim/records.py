@@ -16,7 +16,15 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["DEFAULT_HOOK_ENV", "HOOK_STAGES", "Device", "Hook", "Mount", "check_container_path"]
+__all__ = [
+    "DEFAULT_HOOK_ENV",
+    "HOOK_STAGES",
+    "Change",
+    "Device",
+    "Hook",
+    "Mount",
+    "check_container_path",
+]
 
 #: The OCI hook stages, in the order runc runs them.
 HOOK_STAGES: tuple[str, ...] = (
@@ -160,6 +168,50 @@ class Hook:
 
 
 # OCI JSON names of the fields whose Python names differ.
+@attrs.frozen
+class Change:
+    """One change to a spec.
+
+    :param kind: what was changed: ``env``, ``mount``, ``device``,
+        ``device-rule``, ``hook``, ``annotation``, ``gid``, ``linux`` (a
+        ``linux.<key>`` field set whole with ``Spec.set_linux``), or
+        ``field`` for any other part of the spec (changed through
+        ``Spec.raw``).
+    :param key: which one: the variable name, the mount destination, the
+        device path, ``<type> <major>:<minor>`` for a device rule, the
+        member of ``linux`` for ``linux``,
+        ``<stage>:<path>`` for a hook, the annotation key, the gid, or the
+        dotted path of a field (``process.args``, ``linux.namespaces``).
+    :param action: ``add``, ``replace`` or ``remove``.
+    :param before: the JSON value before (None when added).
+    :param after: the JSON value after (None when removed).
+    :param modifier: the name of the modifier that made it (set by the core).
+    :param source: ``api`` when made through a :class:`nvshim.Spec` method,
+        ``raw`` when found by comparing the spec before and after the
+        modifier (a change made through ``Spec.raw``).
+    """
+
+    kind: str
+    key: str
+    action: str
+    before: Any = None
+    after: Any = None
+    modifier: Optional[str] = None
+    source: str = "api"
+
+    def to_json(self) -> dict[str, Any]:
+        """The change as a JSON object."""
+        return {
+            "modifier": self.modifier,
+            "kind": self.kind,
+            "key": self.key,
+            "action": self.action,
+            "before": self.before,
+            "after": self.after,
+            "source": self.source,
+        }
+
+
 _JSON_NAMES = {"file_mode": "fileMode"}
 # Fields that are ours, not the OCI object's.
 _NOT_IN_JSON: dict[type, set[str]] = {Device: {"access"}}
