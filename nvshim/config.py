@@ -130,8 +130,17 @@ class NvshimConfig:
     """
 
     disabled_modifiers: tuple[str, ...] = ()
-    modifier_timeout: float = 10.0
+    modifier_timeout: float = attrs.field(default=10.0)
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    @modifier_timeout.validator
+    def _check_timeout(self, _attribute: attrs.Attribute[float], value: float) -> None:
+        # nan and -1 used to turn the limit off, inf to fail every create.
+        if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+            raise ValueError(
+                f"modifier-timeout must be a finite number of seconds >= 0 (0: no limit),"
+                f" got {value!r}"
+            )
 
 
 @attrs.frozen

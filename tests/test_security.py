@@ -363,3 +363,14 @@ def test_ld_so_conf_d_entry_is_0644_whatever_the_umask(tmp_path: Path) -> None:
     assert len(entries) == 1
     assert stat.S_IMODE(entries[0].stat().st_mode) == 0o644
     assert entries[0].read_text().splitlines()[-1] == "/usr/lib"
+
+
+def test_cdi_spec_file_over_8_mib_is_refused_naming_it(tmp_path: Path) -> None:
+    """Spec files are read on every create: a huge one is not read whole."""
+    cdi_spec = pytest.importorskip("nvshim_cdi._spec")
+    path = _cdi_spec(tmp_path / "nvidia.json", {"env": ["A=1"]})
+    with open(path, "a") as handle:
+        handle.write(" " * cdi_spec.MAX_SPEC_FILE_BYTES)  # still valid JSON
+    with pytest.raises(cdi_spec.CdiSpecError) as info:
+        cdi_spec.read_spec_file(str(path))
+    assert str(info.value) == f"{path}: larger than 8 MiB, not read"

@@ -35,6 +35,7 @@ __all__ = [
     "SPEC_EXTENSIONS",
     "SUPPORTED_VERSIONS",
     "CdiDevice",
+    "MAX_SPEC_FILE_BYTES",
     "CdiHook",
     "CdiMount",
     "CdiSpec",
@@ -61,6 +62,9 @@ SUPPORTED_VERSIONS: tuple[str, ...] = (
 SPEC_EXTENSIONS: tuple[str, ...] = (".json", ".yaml", ".yml")
 
 _UINT32_MAX = 2**32 - 1
+#: A spec file larger than this is refused unread (NVIDIA's generated specs
+#: for 8 GPUs are about 30 KB); they are read on every create.
+MAX_SPEC_FILE_BYTES = 8 << 20
 _INT64_MAX = 2**63 - 1
 _DEVICE_TYPES = ("b", "c", "u", "p")
 
@@ -549,9 +553,11 @@ def read_spec_file(path: str) -> CdiSpec:
     """
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_SPEC_FILE_BYTES + 1)
     except OSError as exc:
         raise CdiSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_FILE_BYTES:
+        raise CdiSpecError(f"{path}: larger than {MAX_SPEC_FILE_BYTES >> 20} MiB, not read")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
