@@ -118,7 +118,9 @@ def _watch(read_fd: int, parent: int, report: Optional[Callable[[str], None]]) -
         if os.getppid() != parent:
             return  # nvshim is gone; never kill a process that took its pid
         os.kill(parent, signal.SIGKILL)
-        os.write(2, (line + "\n").encode("utf-8", "replace"))
+        from nvshim._log import escape_controls
+
+        os.write(2, (escape_controls(line) + "\n").encode("utf-8", "replace"))
         if report is not None:
             report(line)
         return

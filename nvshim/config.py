@@ -250,9 +250,7 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
         overrides: dict[str, Any] = {
-            f.name: override(rename=_toml_name(f.name))
-            for f in attrs.fields(cls)
-            if "_" in f.name
+            f.name: override(rename=_toml_name(f.name)) for f in attrs.fields(cls) if "_" in f.name
         }
         overrides["source"] = override(omit=True)
         overrides["ignored_keys"] = override(omit=True)
@@ -442,6 +440,17 @@ def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config
                 f"config {source}: key '{table}.{key}': expected one of "
                 f"{', '.join(choices)}, got {value!r}"
             )
+    nvshim_table = data.get("nvshim")
+    timeout = nvshim_table.get("modifier-timeout") if isinstance(nvshim_table, dict) else None
+    if (
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and not 0 <= timeout < float("inf")  # nan fails both comparisons
+    ):
+        raise ConfigError(
+            f"config {source}: key 'nvshim.modifier-timeout': expected a finite number"
+            f" of seconds >= 0 (0: no limit), got {timeout!r}"
+        )
     quick = _quick_config(data)
     config = quick if quick is not None else _structure_with_cattrs(data, source)
     ignored = tuple(k for k in _unknown_keys(raw, Config) if not k.startswith("nvshim."))
@@ -498,9 +507,7 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
         }
         conv.register_structure_hook(
             config_class,
-            make_dict_structure_fn(
-                config_class, conv, _cattrs_forbid_extra_keys=True, **overrides
-            ),
+            make_dict_structure_fn(config_class, conv, _cattrs_forbid_extra_keys=True, **overrides),
         )
     try:
         return conv.structure(table, config_class)

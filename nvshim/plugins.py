@@ -394,9 +394,7 @@ def get_plugin_manager(
     return pm
 
 
-def load_entry_points(
-    pm: pluggy.PluginManager, disabled: Iterable[str] = ()
-) -> list[PluginInfo]:
+def load_entry_points(pm: pluggy.PluginManager, disabled: Iterable[str] = ()) -> list[PluginInfo]:
     """Load every ``nvshim`` entry point into ``pm`` (see :class:`NvshimPluginManager`)."""
     if isinstance(pm, NvshimPluginManager):
         return pm.load_entry_points(disabled)

@@ -132,7 +132,7 @@ def _resolve_mode(
 
 def _load_bundle(target: Union[str, os.PathLike[str]]) -> tuple[Spec, str]:
     """The bundle's spec and its config.json path."""
-    bundle = os.path.abspath(os.fspath(target))
+    bundle = os.path.realpath(os.fspath(target))  # as runc resolves it (it chdirs)
     if not os.path.isdir(bundle):
         raise SpecError(f"bundle {bundle} is not a folder")
     config_json = os.path.join(bundle, "config.json")

@@ -20,8 +20,6 @@ from nvshim.records import HOOK_STAGES, Change, Device, Hook, Mount, from_json, 
 __all__ = ["Spec", "SpecError"]
 
 
-
-
 #: A config.json larger than this is refused unread: Docker's are about
 #: 20 KB, and parsing a 16 MiB one took 817 MiB and 10 s as root, outside the
 #: container's cgroup, on every start.
@@ -34,6 +32,10 @@ _WRITE = "cannot write the spec"
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 
+
+#: Mount types by which the engine gives a container its own kernel views;
+#: no modifier's mount may replace one.
+ENGINE_MOUNT_TYPES = frozenset({"proc", "sysfs", "devpts", "mqueue"})
 
 #: Deepest nesting accepted (real specs nest about 6 levels).  nvshim's copies
 #: and the JSON encoder recurse once or twice per level; a limit well below
@@ -130,8 +132,71 @@ def _expect_fields(entry: dict[str, Any], where: str, fields: dict[str, str]) ->
             _expect(value, str, f"{where}.{key}", "a string")
 
 
+# The keys of every object nvshim reads or edits, by where the object is
+# ("mounts[]": each entry).  runc's JSON decoder (Go's) matches keys without
+# regard to case and the later one wins: with "Env" beside "env", nvshim would
+# edit one list and runc read the other.
+_KEYS_BY_PLACE: dict[str, tuple[str, ...]] = {
+    "": ("ociVersion", "process", "root", "mounts", "hooks", "annotations", "linux"),
+    "process": ("env", "user", "capabilities", "args", "cwd"),
+    "process.user": ("uid", "gid", "additionalGids"),
+    "process.capabilities": ("bounding", "effective", "permitted", "inheritable", "ambient"),
+    "root": ("path", "readonly"),
+    "linux": ("devices", "resources", "intelRdt", "netDevices", "namespaces"),
+    "linux.resources": ("devices",),
+    "hooks": HOOK_STAGES,
+    "mounts[]": ("destination", "type", "source", "options"),
+    "linux.devices[]": ("path", "type", "major", "minor", "fileMode", "uid", "gid"),
+    "linux.resources.devices[]": ("allow", "type", "major", "minor", "access"),
+    "hooks.*[]": ("path", "args", "env", "timeout"),
+}
+_FOLDED = {place: {key.casefold(): key for key in keys} for place, keys in _KEYS_BY_PLACE.items()}
+
+
+def _check_case(node: Any, place: str, where: str) -> None:
+    """Refuse a key of ``node`` that differs from a known key only in case."""
+    if not isinstance(node, dict):
+        return
+    known = _FOLDED[place]
+    for key in node:
+        canonical = known.get(key.casefold())
+        if canonical is not None and key != canonical:
+            at = f"{where}.{key}" if where else key
+            raise SpecError(
+                f"{at}: key differs from {canonical!r} only in case (runc would read one,"
+                " nvshim edit the other)"
+            )
+
+
+def _check_key_case(data: dict[str, Any]) -> None:
+    _check_case(data, "", "")
+    for place in ("process", "root", "linux", "hooks"):
+        _check_case(data.get(place), place, place)
+    process = data.get("process")
+    if isinstance(process, dict):
+        _check_case(process.get("user"), "process.user", "process.user")
+        _check_case(process.get("capabilities"), "process.capabilities", "process.capabilities")
+    linux = data.get("linux")
+    if isinstance(linux, dict):
+        _check_case(linux.get("resources"), "linux.resources", "linux.resources")
+        for place in ("linux.devices[]", "linux.resources.devices[]"):
+            parent = linux if place == "linux.devices[]" else linux.get("resources")
+            entries = parent.get("devices") if isinstance(parent, dict) else None
+            for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+                _check_case(entry, place, f"{place[:-2]}[{i}]")
+    mounts = data.get("mounts")
+    for i, entry in enumerate(mounts if isinstance(mounts, list) else ()):
+        _check_case(entry, "mounts[]", f"mounts[{i}]")
+    hooks = data.get("hooks")
+    if isinstance(hooks, dict):
+        for stage, entries in hooks.items():
+            for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+                _check_case(entry, "hooks.*[]", f"hooks.{stage}[{i}]")
+
+
 def _check_shape(data: dict[str, Any]) -> None:
     """Check the types of every field that nvshim reads, so errors are clear."""
+    _check_key_case(data)
     process = data.get("process")
     if process is not None:
         _expect(process, dict, "process", "an object")
@@ -416,7 +481,13 @@ class Spec:
         return result
 
     def add_mount(self, mount: Mount) -> None:
-        """Add ``mount``; a mount with the same destination is replaced in place."""
+        """Add ``mount``; a mount with the same destination is replaced in place.
+
+        :raises ValueError: when it would replace one of the engine's
+            ``proc``, ``sysfs``, ``devpts`` or ``mqueue`` mounts
+            (:data:`ENGINE_MOUNT_TYPES`): a CSV line ``dir, /*`` put the
+            host's ``/proc`` in place of the container's.
+        """
         if not isinstance(mount, Mount):
             raise TypeError(f"add_mount() takes a Mount, not {type(mount).__name__}")
         mounts: list[dict[str, Any]] = self._section("mounts", default=list)
@@ -424,6 +495,20 @@ class Spec:
         # A list of keys, then a search in C: csv mode adds hundreds of mounts,
         # and a Python loop over the list for each was most of its create.
         destinations = [m.get("destination") for m in mounts]
+        wanted = mount.destination.rstrip("/")
+        for same in (wanted, wanted + "/"):
+            if same in destinations:
+                existing = mounts[destinations.index(same)]
+                kind = existing.get("type")
+                # The very same mount again changes nothing: that is allowed.
+                if (
+                    kind in ENGINE_MOUNT_TYPES
+                    and existing != entry
+                    and not _same_record(Mount, existing, mount)
+                ):
+                    raise ValueError(
+                        f"mount at {mount.destination} would replace the engine's {kind} mount"
+                    )
         if mount.destination in destinations:
             i = destinations.index(mount.destination)
             existing = mounts[i]

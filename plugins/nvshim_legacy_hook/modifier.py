@@ -37,8 +37,6 @@ HOOK_BASENAMES = frozenset({HOOK_NAME, "nvidia-container-toolkit"})
 HOOK_ENV = DEFAULT_HOOK_ENV
 
 
-
-
 def find_hook(config: Config) -> tuple[str, list[str]]:
     """The hook's path, and every place looked at to find it.
 
