@@ -151,12 +151,13 @@ _KEYS_BY_PLACE: dict[str, tuple[str, ...]] = {
     "hooks.*[]": ("path", "args", "env", "timeout"),
 }
 _FOLDED = {place: {key.casefold(): key for key in keys} for place, keys in _KEYS_BY_PLACE.items()}
+_EXACT = {place: frozenset(keys) for place, keys in _KEYS_BY_PLACE.items()}
 
 
 def _check_case(node: Any, place: str, where: str) -> None:
     """Refuse a key of ``node`` that differs from a known key only in case."""
-    if not isinstance(node, dict):
-        return
+    if not isinstance(node, dict) or node.keys() <= _EXACT[place]:
+        return  # the usual case, decided in C
     known = _FOLDED[place]
     for key in node:
         canonical = known.get(key.casefold())
@@ -166,6 +167,17 @@ def _check_case(node: Any, place: str, where: str) -> None:
                 f"{at}: key differs from {canonical!r} only in case (runc would read one,"
                 " nvshim edit the other)"
             )
+
+
+def _check_entries(entries: Any, place: str, where: str) -> None:
+    """:func:`_check_case` for each object of the array ``entries``."""
+    if not isinstance(entries, list):
+        return
+    exact = _EXACT[place]
+    for i, entry in enumerate(entries):
+        # Inline first: the message is only built for an entry that needs a look.
+        if not (isinstance(entry, dict) and entry.keys() <= exact):
+            _check_case(entry, place, f"{where}[{i}]")
 
 
 def _check_key_case(data: dict[str, Any]) -> None:
@@ -178,20 +190,18 @@ def _check_key_case(data: dict[str, Any]) -> None:
         _check_case(process.get("capabilities"), "process.capabilities", "process.capabilities")
     linux = data.get("linux")
     if isinstance(linux, dict):
-        _check_case(linux.get("resources"), "linux.resources", "linux.resources")
-        for place in ("linux.devices[]", "linux.resources.devices[]"):
-            parent = linux if place == "linux.devices[]" else linux.get("resources")
-            entries = parent.get("devices") if isinstance(parent, dict) else None
-            for i, entry in enumerate(entries if isinstance(entries, list) else ()):
-                _check_case(entry, place, f"{place[:-2]}[{i}]")
-    mounts = data.get("mounts")
-    for i, entry in enumerate(mounts if isinstance(mounts, list) else ()):
-        _check_case(entry, "mounts[]", f"mounts[{i}]")
+        _check_entries(linux.get("devices"), "linux.devices[]", "linux.devices")
+        resources = linux.get("resources")
+        _check_case(resources, "linux.resources", "linux.resources")
+        if isinstance(resources, dict):
+            _check_entries(
+                resources.get("devices"), "linux.resources.devices[]", "linux.resources.devices"
+            )
+    _check_entries(data.get("mounts"), "mounts[]", "mounts")
     hooks = data.get("hooks")
     if isinstance(hooks, dict):
         for stage, entries in hooks.items():
-            for i, entry in enumerate(entries if isinstance(entries, list) else ()):
-                _check_case(entry, "hooks.*[]", f"hooks.{stage}[{i}]")
+            _check_entries(entries, "hooks.*[]", f"hooks.{stage}")
 
 
 def _check_shape(data: dict[str, Any]) -> None:
