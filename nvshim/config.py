@@ -132,8 +132,17 @@ class NvshimConfig:
     """
 
     disabled_modifiers: tuple[str, ...] = ()
-    modifier_timeout: float = 10.0
+    modifier_timeout: float = attrs.field(default=10.0)
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    @modifier_timeout.validator
+    def _check_timeout(self, _attribute: attrs.Attribute[float], value: float) -> None:
+        # nan and -1 used to turn the limit off, inf to fail every create.
+        if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+            raise ValueError(
+                f"modifier-timeout must be a finite number of seconds >= 0 (0: no limit),"
+                f" got {value!r}"
+            )
 
 
 @attrs.frozen
@@ -370,6 +379,17 @@ def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config
                 f"config {source}: key '{table}.{key}': expected one of "
                 f"{', '.join(choices)}, got {value!r}"
             )
+    nvshim_table = data.get("nvshim")
+    timeout = nvshim_table.get("modifier-timeout") if isinstance(nvshim_table, dict) else None
+    if (
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and not 0 <= timeout < float("inf")  # nan fails both comparisons
+    ):
+        raise ConfigError(
+            f"config {source}: key 'nvshim.modifier-timeout': expected a finite number"
+            f" of seconds >= 0 (0: no limit), got {timeout!r}"
+        )
     quick = _quick_config(data)
     config = quick if quick is not None else _structure_with_cattrs(data, source)
     ignored = tuple(k for k in _unknown_keys(raw, Config) if not k.startswith("nvshim."))
@@ -436,9 +456,7 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
         }
         conv.register_structure_hook(
             config_class,
-            make_dict_structure_fn(
-                config_class, conv, _cattrs_forbid_extra_keys=True, **overrides
-            ),
+            make_dict_structure_fn(config_class, conv, _cattrs_forbid_extra_keys=True, **overrides),
         )
     try:
         return conv.structure(table, config_class)

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["Modifier", "ModifierContext", "ModifierError"]
 
 
-
-
 def _check_name(_inst: object, _attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value or value.strip() != value or " " in value:
         raise ValueError(f"a modifier name must be a non-empty word, got {value!r}")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn, Optional, Union
 
 import attrs
 
+from nvshim import _watchdog
 from nvshim._argv import Args, parse_command_line
 from nvshim._exec import exec_runtime, find_runtime
 from nvshim._log import Logger
@@ -75,9 +76,14 @@ def load_modifiers(
     caller registered what it wants (tests, tools embedding nvshim).
     """
     disabled = config.nvshim.disabled_modifiers
-    pm = plugin_manager if plugin_manager is not None else get_plugin_manager(True, disabled)
+    timeout = config.nvshim.modifier_timeout
+    pm = (
+        plugin_manager
+        if plugin_manager is not None
+        else get_plugin_manager(True, disabled, timeout=timeout)
+    )
     if isinstance(pm, NvshimPluginManager):
-        return pm, pm.collect_modifiers(disabled, timeout=config.nvshim.modifier_timeout)
+        return pm, pm.collect_modifiers(disabled, timeout=timeout)
     return pm, collect_modifiers(pm, disabled=disabled)
 
 
@@ -120,7 +126,7 @@ def _resolve_mode(
 
 def _load_bundle(target: Union[str, os.PathLike[str]]) -> tuple[Spec, str]:
     """The bundle's spec and its config.json path."""
-    bundle = os.path.abspath(os.fspath(target))
+    bundle = os.path.realpath(os.fspath(target))  # as runc resolves it (it chdirs)
     if not os.path.isdir(bundle):
         raise SpecError(f"bundle {bundle} is not a folder")
     config_json = os.path.join(bundle, "config.json")
@@ -287,6 +293,7 @@ class Runtime:
     def exec(self, runtime: Optional[str] = None) -> NoReturn:
         """Replace this process with the low-level runtime, same arguments."""
         path = runtime if runtime is not None else self.find_runtime()
+        _watchdog.disable()  # every bounded step is over; nothing may kill the runtime
         self.logger.debug("exec %s", path)
         self.logger.close()
         exec_runtime(path, self.argv[1:])
@@ -298,10 +305,18 @@ class Runtime:
         without runc fails with config.json unchanged.
         """
         runtime = self.find_runtime()
+        # The hard time limit on plugins (imports, nvshim_modifiers(),
+        # modifiers, validators): see nvshim._watchdog.
+        _watchdog.enable(self._watchdog_report)
         if self.args.version:
             self.print_version()
         self.modify()
         self.exec(runtime)
+
+    def _watchdog_report(self, line: str) -> None:
+        """In the watchdog's child, after it stopped nvshim: the line goes to the log too."""
+        self.logger.error("%s", line)
+        self.logger.close()
 
     def print_version(self) -> None:
         """Print nvshim's version and its active modifiers to stdout."""
