@@ -26,8 +26,9 @@ os.environ.setdefault(
     "NVSHIM_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"nvshim-test-cache-{os.getpid()}")
 )
 
-# Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
-pytest_plugins = ["reliability_report"]
+# Prints, at the end of a run, what the reliability tests tried and that nothing was lost;
+# fails a run that changed the host's /etc or /var/cache/nvshim.
+pytest_plugins = ["reliability_report", "host_guard"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -143,6 +144,7 @@ def shim_env(tmp_path: Path, fake_runtime: FakeRuntime) -> dict[str, str]:
     config = write_config(tmp_path / "config.toml", [str(fake_runtime.path)])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env["NVSHIM_CONFIG"] = str(config)
+    env["NVSHIM_CACHE_DIR"] = os.environ["NVSHIM_CACHE_DIR"]  # never the host's
     return env
 
 

@@ -77,7 +77,7 @@ ENV = ["PATH=/bin", "EMPTY=", "BARE", "A=1=2", "A=second", "NAME_X=no"]
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PATH", "/bin"), ("EMPTY", ""), ("BARE", ""), ("A", "1=2"), ("NAME", None), ("X", None)],
+    [("PATH", "/bin"), ("EMPTY", ""), ("BARE", ""), ("A", "second"), ("NAME", None), ("X", None)],
 )
 def test_get_env(name: str, value: str | None) -> None:
     spec = Spec.from_dict(minimal_spec(process={"env": ENV}))
@@ -92,6 +92,14 @@ def test_set_env_replaces_in_place_or_appends() -> None:
     assert env[1] == "EMPTY=now"
     assert env[-1] == "NEW=v"
     assert len(env) == len(ENV) + 1
+
+
+def test_set_env_replaces_every_duplicate() -> None:
+    """A later duplicate would win in the container: set_env leaves one entry."""
+    spec = Spec.from_dict(minimal_spec(process={"env": ["X=1", "A=1", "Y=2", "A=2", "A=3"]}))
+    spec.set_env("A", "void")
+    assert spec.env == ["X=1", "A=void", "Y=2"]
+    assert spec.get_env("A") == "void"
 
 
 def test_set_env_creates_process_env() -> None:

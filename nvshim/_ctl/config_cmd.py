@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "validate", help="check a config file (default: the one the runtime reads)"
     )
     validate.add_argument("file", nargs="?", help="the config.toml to check")
+    validate.add_argument(
+        "--lenient",
+        action="store_true",
+        help="report unknown keys as warnings (exit 0) instead of errors",
+    )
     validate.set_defaults(func=run_validate)
     get = commands.add_parser(
         "get", help="print one key's value (the file's, else the default)"
@@ -129,7 +134,7 @@ def run_show(namespace: argparse.Namespace) -> int:
 
     path = namespace.config or config_path()
     try:
-        config = load_config(path)
+        config = load_config(namespace.config)
     except ConfigError as exc:
         sys.stderr.write(f"nvshim-ctl: {exc}\n")
         return 1
@@ -156,28 +161,49 @@ def run_show(namespace: argparse.Namespace) -> int:
 
 
 def run_validate(namespace: argparse.Namespace) -> int:
-    """Check a config file the way a create reads it, plugin tables included."""
+    """Check a config file the way a create reads it, plugin tables included.
+
+    Exit 1 on an error, and on an unknown key (a typo leaves its setting at
+    the default) unless ``--lenient``; keys of NVIDIA's that nvshim does not
+    use are noted, exit 0.  Without a file, the one the runtime would read
+    is checked; when there is none, the defaults apply (exit 0), unless
+    ``$NVSHIM_CONFIG`` names it.
+    """
     import os
 
     from nvshim._configfile import config_path
+    from nvshim._configkeys import classify
     from nvshim.config import ConfigError, load_config, plugin_options
 
     path = namespace.file or config_path()
     if not os.path.exists(path):
-        sys.stderr.write(f"nvshim-ctl: config {path}: no such file\n")
-        return 1
+        if namespace.file is not None or os.environ.get("NVSHIM_CONFIG") == path:
+            how = "" if namespace.file is not None else " (named by NVSHIM_CONFIG)"
+            sys.stderr.write(f"nvshim-ctl: config {path}: no such file{how}\n")
+            return 1
+        sys.stdout.write(f"{path}: no file: defaults apply\n")
+        return 0
     try:
         config = load_config(path)
     except ConfigError as exc:
         sys.stderr.write(f"nvshim-ctl: {exc}\n")
         return 1
     problems = _check_plugin_tables(config, plugin_options)
+    report = classify(config)
+    unknown = report.unknown_lines(path)
+    if not namespace.lenient:
+        problems.extend(
+            line + " (refused: --lenient to accept)" for line in unknown
+        )
+        unknown = []
     for problem in problems:
         sys.stderr.write(f"nvshim-ctl: {problem}\n")
     if problems:
         return 1
-    for key in config.ignored_keys:
-        sys.stdout.write(f"{path}: note: unknown key {key} ignored\n")
+    for line in unknown:
+        sys.stderr.write(f"nvshim-ctl: warning: {line}\n")
+    for line in report.nvidia_lines(path):
+        sys.stdout.write(f"{line}\n")
     sys.stdout.write(f"{path}: valid\n")
     return 0
 
