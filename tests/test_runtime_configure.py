@@ -554,9 +554,11 @@ def test_relative_path_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_missing_path_warns_but_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "daemon.json"
-    assert configure("--engine", "docker", "--config", str(target), "--path", SHIM) == 0
-    assert f"warning: {SHIM} is not an executable file here" in capsys.readouterr().err
-    assert registered("docker", target) == SHIM
+    # Not SHIM: the README's quick start puts a real nvshim at /opt/nvshim.
+    missing = str(tmp_path / "not-installed" / "nvshim")
+    assert configure("--engine", "docker", "--config", str(target), "--path", missing) == 0
+    assert f"warning: {missing} is not an executable file here" in capsys.readouterr().err
+    assert registered("docker", target) == missing
 
 
 def test_default_path_is_the_nvshim_beside_this_interpreter(
