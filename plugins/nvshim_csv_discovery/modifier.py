@@ -67,16 +67,20 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     """
     if context.mode != "csv":
         return
-    from nvshim.requirements import RequirementError, RequirementsNotMet
-
     request = context.request(spec)
     if not request.gpu:
         context.logger.debug("%s: not a GPU container; nothing to do", NAME)
         return
     try:
         request.check_requirements()
-    except (RequirementError, RequirementsNotMet) as exc:
-        raise ModifierError(str(exc)) from None
+    except Exception as exc:
+        # Imported here: nvshim.requirements (attrs classes, patterns) loads
+        # only when a container states requirements, not on every create.
+        from nvshim.requirements import RequirementError, RequirementsNotMet
+
+        if isinstance(exc, (RequirementError, RequirementsNotMet)):
+            raise ModifierError(str(exc)) from None
+        raise
 
     all_files = spec.get_env("NVIDIA_REQUIRE_JETPACK") == ALL_FILES_REQUEST
     found = discover_for(context.config, all_files, context)
