@@ -459,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few runs: keeps the suite alive")
     parser.add_argument("--nvshim", default=shutil.which("nvshim"), help="the nvshim script")
     parser.add_argument("--python", help="reference interpreter (default: nvshim's)")
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=REPO / "tests" / "data",
+        help="the folder holding reference-data/ (default: tests/data)",
+    )
     parser.add_argument("--runs", type=int, help="timed runs per command (default 30, quick 5)")
     parser.add_argument("--warmup", type=int, help="untimed runs first (default 3, quick 1)")
     parser.add_argument("--runner", choices=("auto", "hyperfine", "python"), default="auto")

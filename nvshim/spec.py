@@ -385,30 +385,40 @@ class Spec:
     def get_env(self, name: str) -> str | None:
         """The value of ``name`` in ``process.env``, or None when it is not set.
 
-        The first entry wins; ``NAME`` alone (no ``=``) gives ``""``;
-        ``NAME_X=...`` does not match ``NAME``.
+        The last entry wins, as in the container (runc, crun) and NVIDIA's
+        runtime; ``NAME`` alone (no ``=``) gives ``""``; ``NAME_X=...`` does
+        not match ``NAME``.
         """
+        found: str | None = None
         for entry in (self._data.get("process") or {}).get("env") or ():
             key, sep, value = entry.partition("=")
             if key == name:
-                return value if sep else ""
-        return None
+                found = value if sep else ""
+        return found
 
     def set_env(self, name: str, value: str) -> None:
-        """Set ``name`` to ``value``: replace the first entry in place, else append."""
+        """Set ``name`` to ``value``.
+
+        The first entry of that name is replaced in place and every later one
+        removed (a later duplicate would win in the container); with none,
+        the entry is appended.
+        """
         if not name or "=" in name or "\0" in name:
             raise ValueError(f"invalid environment variable name {name!r}")
         env: list[str] = self._section("process", "env", default=list)
         entry = f"{name}={value}"
-        for i, existing in enumerate(env):
-            key, sep, old = existing.partition("=")
-            if key == name:
-                if existing != entry:
-                    env[i] = entry
-                    self._record("env", name, "replace", old if sep else "", value)
-                return
-        env.append(entry)
-        self._record("env", name, "add", None, value)
+        places = [i for i, existing in enumerate(env) if existing.partition("=")[0] == name]
+        if not places:
+            env.append(entry)
+            self._record("env", name, "add", None, value)
+            return
+        if len(places) == 1 and env[places[0]] == entry:
+            return
+        old = self.get_env(name)
+        env[places[0]] = entry
+        for i in reversed(places[1:]):
+            del env[i]
+        self._record("env", name, "replace", old, value)
 
     def unset_env(self, name: str) -> bool:
         """Remove every entry for ``name``; return whether one was there."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(BENCH))
 
 import fixtures  # noqa: E402
@@ -147,9 +147,8 @@ def test_large_spec_has_the_sizes_the_issue_names() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
-@pytest.mark.skipif(not (SHARED / "reference-data/csv/orin").is_dir(), reason="../shared missing")
 def test_fake_jetson_root_holds_every_csv_path(tmp_path: Path) -> None:
-    orin = SHARED / "reference-data/csv/orin"
+    orin = DATA / "reference-data/csv/orin"
     root = fixtures.make_fake_jetson_root(tmp_path / "root", orin)
     for kind, path in fixtures._csv_entries(orin):
         found = sorted(root.glob(path.lstrip("/")))

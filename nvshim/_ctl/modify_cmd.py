@@ -71,11 +71,13 @@ def run(namespace: argparse.Namespace) -> int:
         json.dump([change.to_json() for change in result.changes], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    # The header names who changed something, not every modifier that ran.
+    changed = list(dict.fromkeys(c.modifier for c in result.changes if c.modifier))
     diff = difflib.unified_diff(
         _pretty(original),
         _pretty(result.spec.raw),
         fromfile=f"{config_json} (engine)",
-        tofile=f"{config_json} (after {', '.join(result.applied) or 'no modifier'})",
+        tofile=f"{config_json} (changed by {', '.join(changed) or 'no modifier'})",
     )
     sys.stdout.writelines(diff)
     return 0
