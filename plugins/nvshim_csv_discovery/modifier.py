@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from nvshim.modifier import ModifierError
+from nvshim.spec import readonly_data
 from nvshim_csv_discovery.csvfiles import DEFAULT_FILES, find_csv_files, parse_csv_file
 from nvshim_csv_discovery.discovery import Discovery, discover
 from nvshim_csv_discovery.hooks import (
@@ -59,7 +60,7 @@ def discover_for(
 
 def _process_user(spec: Spec) -> tuple[int, int]:
     """``process.user``'s uid and gid (0 when unset or not a number)."""
-    process = spec.raw.get("process")
+    process = readonly_data(spec).get("process")  # only read: see Spec.raw
     user = process.get("user") if isinstance(process, dict) else None
     if not isinstance(user, dict):
         return 0, 0
