@@ -122,8 +122,10 @@ def test_the_plugin_pulls_nvshim_runtime_from_the_wheel(fresh_venv: Path) -> Non
 
 
 def test_version_and_plugins_name_the_distribution(fresh_venv: Path, tmp_path: Path) -> None:
+    # An empty config file: the defaults (a missing NVSHIM_CONFIG file is an error).
+    (tmp_path / "empty.toml").write_text("")
     env = _clean_env(NVSHIM_CACHE_DIR=str(tmp_path / "cache"),
-                     NVSHIM_CONFIG=str(tmp_path / "none.toml"))
+                     NVSHIM_CONFIG=str(tmp_path / "empty.toml"))
     ctl = fresh_venv / "bin" / "nvshim-ctl"
     assert _run(ctl, "--version", env=env).stdout.strip() == "nvshim-ctl 0.1.0 (nvshim-runtime)"
     rows = {r["name"]: r for r in json.loads(_run(ctl, "plugins", "--json", env=env).stdout)[
