@@ -573,6 +573,8 @@ def read_spec_file(path: str, cache: Optional[SpecCache] = None) -> CdiSpec:
     try:
         with open(path, "rb") as handle:
             st = os.fstat(handle.fileno())
+            # Checks of the opened file itself (owner, mode, size) go here,
+            # before the cache: a cached document skips everything below.
             if cache is not None:
                 cached = cache.get(path, st)
                 if cached is not None:
