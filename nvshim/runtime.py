@@ -52,6 +52,8 @@ class ApplyResult:
     :param mode: the resolved mode.
     :param applied: the names of the modifiers that ran, in order.
     :param written: whether config.json was rewritten.
+    :param mode_reason: why the container got ``mode`` (``configured``,
+        ``forced``, or the rule of mode ``auto`` that picked it).
     """
 
     spec: Spec
@@ -59,6 +61,7 @@ class ApplyResult:
     mode: str
     applied: tuple[str, ...]
     written: bool = False
+    mode_reason: str = ""
 
 
 class _ModifierTimeout(BaseException):
@@ -83,22 +86,28 @@ def load_modifiers(
     return pm, collect_modifiers(pm, plugins, disabled)
 
 
-def _resolve_mode(config: Config, spec: Spec, logger: Logger) -> str:
-    from nvshim.modes import resolve_mode
-    from nvshim.requests import RequestOptions, read_request
+def _resolve_mode(config: Config, spec: Spec, logger: Logger) -> tuple[str, str]:
+    """``(mode, reason)`` for this container (see :mod:`nvshim.modes`)."""
+    from nvshim.modes import decide_mode
 
     configured = config.mode
     if configured != "auto":
-        return configured
-    # Devices asked for through CDI annotations (Kubernetes' way) mean CDI mode.
+        return configured, "configured"
+    from nvshim.requests import RequestOptions, read_request
+
+    # Devices asked for through CDI annotations (Kubernetes' way) come first,
+    # as in NVIDIA's runtime; else the request's (env, mounts, legacy image).
     prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
-    if any(key.startswith(p) for key in spec.annotations for p in prefixes if p):
-        logger.debug("mode auto resolved to cdi (CDI annotations)")
-        return "cdi"
-    request = read_request(spec.raw, RequestOptions.from_config(config))
-    mode = resolve_mode(configured, request.devices if request.gpu else ())
-    logger.debug("mode auto resolved to %s", mode)
-    return mode
+    devices: list[str] = []
+    for key in sorted(spec.annotations):
+        if any(key.startswith(p) for p in prefixes if p):
+            devices.extend(n.strip() for n in spec.annotations[key].split(",") if n.strip())
+    if not devices:
+        request = read_request(spec.raw, RequestOptions.from_config(config))
+        devices = list(request.devices if request.gpu else ())
+    decision = decide_mode(configured, devices, driver_root=config.nvidia_container_cli.root)
+    logger.debug("mode auto resolved to %s (%s)", decision.mode, decision.reason)
+    return decision.mode, decision.reason
 
 
 def request_options(config: Config) -> Any:
@@ -227,9 +236,10 @@ def apply_modifiers(
         except SpecError as exc:
             raise NvshimError("cannot load the spec", str(exc)) from None
 
+    mode_reason = "forced"
     if mode is None:
         try:
-            mode = _resolve_mode(config, spec, log)
+            mode, mode_reason = _resolve_mode(config, spec, log)
         except (SpecError, ValueError) as exc:
             # ValueError: nvshim.requests.RequestError, e.g. a legacy CUDA
             # image whose CUDA_VERSION is not a version.
@@ -289,6 +299,7 @@ def apply_modifiers(
         mode=mode,
         applied=tuple(applied),
         written=written,
+        mode_reason=mode_reason,
     )
 
 

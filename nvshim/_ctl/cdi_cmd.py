@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     validate.add_argument("--config", help="config.toml to use (default: as the runtime)")
     validate.set_defaults(func=run_validate)
 
+    from nvshim._ctl import inventory_cmd
+
+    inventory_cmd.register(commands)
+
 
 def _spec_dirs(config_path: str | None) -> tuple[str, ...] | None:
     from nvshim.config import ConfigError, load_config

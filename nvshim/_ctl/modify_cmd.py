@@ -71,6 +71,9 @@ def run(namespace: argparse.Namespace) -> int:
         json.dump([change.to_json() for change in result.changes], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    # Which mode the container gets and why: text before a diff's first
+    # "---" line is ignored by patch and git apply.
+    sys.stdout.write(f"mode: {result.mode} ({result.mode_reason or 'configured'})\n")
     diff = difflib.unified_diff(
         _pretty(original),
         _pretty(result.spec.raw),

@@ -1,0 +1,139 @@
+"""From a request and the host inventory to the CDI spec that is applied.
+
+The inventory holds a CDI spec of every device with every driver file (what
+``nvshim-ctl cdi generate`` writes).  A create picks the requested devices
+out of it, keeps the driver files of the requested capabilities, and leaves
+out the hooks the config disables.  Nothing here calls NVML.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from nvshim.inventory import GpuInfo, HostInventory
+from nvshim.modifier import ModifierError
+
+__all__ = ["HOOK_NAMES", "hook_name", "jit_spec", "select_devices"]
+
+#: Hook names of ``nvcdi-disable-hooks`` (NVIDIA's names); ``all`` disables each.
+HOOK_NAMES = (
+    "create-symlinks",
+    "enable-cuda-compat",
+    "update-ldcache",
+    "disable-device-node-modification",
+    "chmod",
+    "update-application-profile",
+)
+
+
+def select_devices(
+    inventory: HostInventory, ids: Sequence[str], source: str
+) -> tuple[list[str], list[GpuInfo]]:
+    """``(device names, GPUs)``: the inventory's devices for ``ids``.
+
+    Names are canonical (``0`` for GPU 0 however it was asked for, ``0:1``
+    for a MIG device), without duplicates, in request order; the GPUs are
+    those the devices live on (for the requirement checks).
+
+    :raises ModifierError: for an id the host does not have, naming it and
+        listing what the host has.
+    """
+    if not ids:
+        return [], []
+    if tuple(ids) == ("all",):
+        if not inventory.gpus:
+            raise ModifierError(f"{source}: all GPUs asked for, but this host has none")
+        return ["all"], list(inventory.gpus)
+    by_id: dict[str, tuple[str, GpuInfo]] = {}
+    for gpu in inventory.gpus:
+        by_id[str(gpu.index)] = by_id[gpu.uuid] = (str(gpu.index), gpu)
+        for mig in gpu.migs:
+            name = f"{gpu.index}:{mig.index}"
+            by_id[name] = by_id[mig.uuid] = (name, gpu)
+    names: list[str] = []
+    gpus: list[GpuInfo] = []
+    for wanted in ids:
+        found = by_id.get(wanted)
+        if found is None and wanted.isdigit():
+            found = by_id.get(str(int(wanted)))  # "01" is GPU 1, as NVML reads it
+        if found is None:
+            have = "; ".join(inventory.device_ids()) or "no GPU"
+            raise ModifierError(f"{source}: unknown GPU {wanted!r}; this host has: {have}")
+        name, gpu = found
+        if name not in names:
+            names.append(name)
+        if gpu not in gpus:
+            gpus.append(gpu)
+    return names, gpus
+
+
+def hook_name(args: Sequence[str]) -> str:
+    """The hook a CDI hook entry runs: ``nvshim-ctl hook NAME …`` or ``nvidia-cdi-hook NAME …``."""
+    if len(args) > 2 and args[1] == "hook":
+        return args[2]
+    return args[1] if len(args) > 1 else ""
+
+
+def _keep_mount(
+    mount: Any, capabilities: Collection[str], tags: dict[str, tuple[str, ...]]
+) -> bool:
+    wanted = tags.get(mount.get("containerPath", ""))
+    return wanted is None or any(c in capabilities for c in wanted)
+
+
+def _filter_links(args: list[str], dropped: set[str]) -> list[str]:
+    """``create-symlinks`` arguments without the links to dropped files."""
+    kept: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value = args[i + 1] if arg == "--link" and i + 1 < len(args) else arg
+        target = value.partition("::")[0] if "::" in value else None
+        if target is not None and os.path.basename(target) in dropped:
+            i += 2 if arg == "--link" else 1
+            continue
+        if arg == "--link":
+            kept.extend(args[i : i + 2])
+            i += 2
+        else:
+            kept.append(arg)
+            i += 1
+    return kept
+
+
+def jit_spec(
+    inventory: HostInventory,
+    capabilities: Collection[str],
+    disabled_hooks: Collection[str] = (),
+) -> dict[str, Any]:
+    """The inventory's CDI spec with only the driver files of ``capabilities``.
+
+    Mounts tagged with capabilities none of which is asked for are left out,
+    with the ``create-symlinks`` links to them; hooks named in
+    ``disabled_hooks`` (or all of them for ``all``) are left out.
+    """
+    spec = copy.deepcopy(inventory.spec)
+    edits = spec.setdefault("containerEdits", {})
+    tags = inventory.capabilities
+    mounts = edits.get("mounts") or []
+    kept = [m for m in mounts if _keep_mount(m, capabilities, tags)]
+    dropped = {os.path.basename(m.get("containerPath", "")) for m in mounts if m not in kept}
+    if mounts:
+        edits["mounts"] = kept
+    hooks = []
+    for hook in edits.get("hooks") or []:
+        args = list(hook.get("args") or [])
+        name = hook_name(args)
+        if "all" in disabled_hooks or name in disabled_hooks:
+            continue
+        if name == "create-symlinks" and dropped:
+            hook = {**hook, "args": _filter_links(args, dropped)}
+        hooks.append(hook)
+    if "hooks" in edits:
+        edits["hooks"] = hooks
+    for key in [k for k, v in edits.items() if v == []]:
+        del edits[key]
+    return spec
