@@ -70,8 +70,7 @@ def test_stdin_env_cwd_fds_and_exit_status_reach_the_runtime(
     for fd in (r3, r4):
         os.set_inheritable(fd, True)
     script = (
-        f"import os, sys; os.dup2({r3}, 3); os.dup2({r4}, 4); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
+        f"import os, sys; os.dup2({r3}, 3); os.dup2({r4}, 4); os.execv(sys.argv[1], sys.argv[1:])"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, nvshim_exe, "update", "--resources", "-", "ctr"],

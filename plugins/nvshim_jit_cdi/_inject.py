@@ -47,10 +47,11 @@ def check_requirements(request: JitRequest, inventory: HostInventory, gpus: list
 
 def _gated_spec(mode: str, driver_root: str, dev_root: str) -> dict[str, Any]:
     """The CDI spec of a gated ``mode`` (gds, mofed, gdrcopy, nvswitch, imex) for this host."""
-    from nvshim.host import HostError, generate_spec
+    from nvshim.host import HostError
+    from nvshim.host.cdi import GenerateOptions, generate
 
     try:
-        return generate_spec(mode=mode, driver_root=driver_root, dev_root=dev_root)
+        return generate(GenerateOptions(mode=mode, driver_root=driver_root, dev_root=dev_root))
     except HostError as exc:
         raise ModifierError(f"cannot find the {mode} devices: {exc}") from None
 

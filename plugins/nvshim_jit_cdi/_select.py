@@ -84,23 +84,34 @@ def _keep_mount(
     return wanted is None or any(c in capabilities for c in wanted)
 
 
+def _links_to(value: str, dropped: set[str]) -> bool:
+    """Whether ``target::link`` points at (or names) a dropped file."""
+    target, _sep, link = value.partition("::")
+    for path in dropped:
+        if target == path or os.path.basename(target) == os.path.basename(path):
+            return True
+        # libcuda.so.1::/usr/lib/x86_64-linux-gnu/libcuda.so for libcuda.so.<version>
+        if link and path.startswith(link + "."):
+            return True
+    return False
+
+
 def _filter_links(args: list[str], dropped: set[str]) -> list[str]:
     """``create-symlinks`` arguments without the links to dropped files."""
     kept: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
-        value = args[i + 1] if arg == "--link" and i + 1 < len(args) else arg
-        target = value.partition("::")[0] if "::" in value else None
-        if target is not None and os.path.basename(target) in dropped:
-            i += 2 if arg == "--link" else 1
-            continue
-        if arg == "--link":
-            kept.extend(args[i : i + 2])
+        if arg == "--link" and i + 1 < len(args):
+            if not _links_to(args[i + 1], dropped):
+                kept.extend(args[i : i + 2])
             i += 2
-        else:
-            kept.append(arg)
+            continue
+        if arg.startswith("--link=") and _links_to(arg[len("--link=") :], dropped):
             i += 1
+            continue
+        kept.append(arg)
+        i += 1
     return kept
 
 
@@ -120,7 +131,7 @@ def jit_spec(
     tags = inventory.capabilities
     mounts = edits.get("mounts") or []
     kept = [m for m in mounts if _keep_mount(m, capabilities, tags)]
-    dropped = {os.path.basename(m.get("containerPath", "")) for m in mounts if m not in kept}
+    dropped = {m.get("containerPath", "") for m in mounts if m not in kept}
     if mounts:
         edits["mounts"] = kept
     hooks = []
