@@ -343,6 +343,10 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
     :returns: 0 on success, 1 on failure (with one line per failure on stderr),
         0 after ``--help``.
     """
+    if argv[:1] == ["enable-cuda-compat"]:  # its own module (#13)
+        from nvshim._cudacompat import main as cuda_compat_main
+
+        return cuda_compat_main(argv[1:], stdin)
     name = argv[0] if argv and not argv[0].startswith("-") else ""
     prefix = f"{PROG} {name}" if name else PROG
     try:

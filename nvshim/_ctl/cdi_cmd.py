@@ -1,4 +1,4 @@
-"""``nvshim-ctl cdi list | validate``: the CDI devices the registry resolves, and spec checks."""
+"""``nvshim-ctl cdi list | validate | generate``: CDI devices, spec checks, spec generation."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     validate.add_argument("files", nargs="*", metavar="FILE", help="spec files to check")
     validate.add_argument("--config", help="config.toml to use (default: as the runtime)")
     validate.set_defaults(func=run_validate)
+
+    from nvshim._ctl.cdi_generate import add_parser
+
+    add_parser(commands)
 
     from nvshim._ctl import inventory_cmd
 
