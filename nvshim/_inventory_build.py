@@ -27,7 +27,7 @@ def _extras(count: int) -> tuple[str, list[tuple[str, str]]]:
     (from the driver root), so the binding finds the same library.
     """
     try:
-        import pynvml  # type: ignore[import-not-found,unused-ignore]
+        import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return "", [("", "")] * count
     cuda = ""
@@ -75,7 +75,7 @@ def build_inventory(driver_root: str, dev_root: str) -> tuple[HostInventory, Opt
 
     driver = Driver(driver_root)
     try:
-        libcuda: Optional[str] = driver.libcuda()
+        libcuda: Optional[str] = driver.host_path(driver.libcuda)
         version = driver.version
         spec = generate(
             GenerateOptions(
