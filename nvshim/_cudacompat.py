@@ -106,7 +106,8 @@ def _run(args: argparse.Namespace, stdin: IO[bytes]) -> None:
     try:
         _rootfs.container_path_parts(args.cuda_compat_container_root)
     except ValueError as exc:
-        raise HookError(f"--cuda-compat-container-root {args.cuda_compat_container_root!r}", exc)
+        where = f"--cuda-compat-container-root {args.cuda_compat_container_root!r}"
+        raise HookError(where, exc) from None
     state = read_state(stdin)
     rootfs = find_rootfs(state["bundle"])
     try:

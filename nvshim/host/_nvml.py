@@ -109,6 +109,12 @@ def _session(driver: Driver) -> Iterator[Any]:
     pynvml = _binding()
     path = find_nvml_library(driver)
     with _lock:
+        other = next((p for p in _loaded if p != path), None)
+        if other is not None:
+            # pynvml keeps the first library it loaded for the whole process.
+            raise NvmlError(
+                path, f"another NVML library ({other}) is already loaded in this process"
+            )
         if path not in _loaded:
             try:
                 _loaded[path] = ctypes.CDLL(path)
