@@ -128,16 +128,8 @@ def compile_library(output: Path, soname: str, source: Path | None = None) -> Pa
         source = output.parent / f".{output.name}.c"
         source.write_text(f'const char *nvshim_fake_library = "{soname}";\n')
     subprocess.run(
-        [
-            compiler(),
-            "-shared",
-            "-fPIC",
-            f"-Wl,-soname,{soname}",
-            "-o",
-            str(output),
-            str(source),
-            "-ldl",
-        ],
+        [compiler(), "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(output), str(source),
+         "-ldl"],
         check=True,
         capture_output=True,
     )
@@ -207,9 +199,8 @@ def build_simulated_host(root: Path, inventory_path: Path = DGXA100) -> Simulate
     """Build the simulated host at ``root`` (needs root for mknod and ``ldconfig -r``)."""
     if os.geteuid() != 0:
         pytest.skip("the simulated GPU host needs root (mknod, ldconfig -r)")
-    ldconfig = next(
-        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), None
-    )
+    ldconfig = next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)),
+                    None)
     if ldconfig is None:
         pytest.skip("no ldconfig to build the simulated host's ld.so.cache")
     inventory = json.loads(inventory_path.read_text())
