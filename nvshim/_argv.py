@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from nvshim.errors import ArgvError
+
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
 # pass-through path itself (see docs/performance.md).  mypy knows this name.
 TYPE_CHECKING = False
@@ -26,14 +28,12 @@ FLAG_OPTIONS = frozenset({"debug", "systemd-cgroup", "help", "h", "version", "v"
 CREATE_COMMANDS = frozenset({"create", "run"})
 
 
-class ArgvError(Exception):
-    """A command line that nvshim cannot act on."""
 
 
 class Args:
     """What nvshim needs from a runtime command line."""
 
-    __slots__ = ("argv", "command", "command_index", "flags", "options")
+    __slots__ = ("argv", "command", "command_index", "flags", "options", "program")
 
     def __init__(
         self,
@@ -42,7 +42,10 @@ class Args:
         command_index: int,
         options: dict[str, str],
         flags: frozenset[str],
+        program: str = "nvshim",
     ) -> None:
+        #: argv[0]: how nvshim was called (never chosen as the runtime).
+        self.program = program
         #: The arguments after argv[0].
         self.argv = tuple(argv)
         #: The subcommand, or None when there is none (``nvshim --version``).
@@ -53,6 +56,11 @@ class Args:
         self.options = options
         #: Global flags given, by name without dashes (``h`` and ``v`` normalised).
         self.flags = flags
+
+    @property
+    def full_argv(self) -> tuple[str, ...]:
+        """The whole command line, argv[0] included."""
+        return (self.program, *self.argv)
 
     @property
     def is_create(self) -> bool:
@@ -140,6 +148,14 @@ def parse_args(argv: Sequence[str]) -> Args:
         i += 1
     command = argv[i] if i < n else None
     return Args(argv, command, i if command is not None else n, options, frozenset(flags))
+
+
+def parse_command_line(argv: Sequence[str]) -> Args:
+    """Parse a whole command line (``argv[0]`` is the program): the one parse of a run."""
+    program = argv[0] if argv else "nvshim"
+    args = parse_args(argv[1:])
+    args.program = program
+    return args
 
 
 def _is_bundle_flag(name: str) -> bool:

@@ -8,12 +8,12 @@ plugin machinery (:mod:`nvshim.runtime`).
 
 from __future__ import annotations
 
-import os
 import sys
 
-from nvshim._argv import ArgvError, parse_args
-from nvshim._configfile import ConfigError, config_path, read_toml, runtimes_from
-from nvshim._lookup import RuntimeNotFound, find_runtime
+from nvshim._argv import Args, parse_command_line
+from nvshim._configfile import config_path, read_toml, runtimes_from
+from nvshim._exec import exec_runtime, find_runtime
+from nvshim.errors import ConfigError, NvshimError
 
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
 # pass-through path itself (see docs/performance.md).  mypy knows this name.
@@ -36,7 +36,7 @@ def _fail(line: str, log_file: str | None, log_format: str) -> int:
     return 1
 
 
-def _pass_through(argv: Sequence[str], log_file: str | None, log_format: str) -> int:
+def _pass_through(args: Args) -> int:
     """Exec the runtime with the same arguments; the config only picks which one."""
     try:
         raw = read_toml(config_path())
@@ -45,54 +45,39 @@ def _pass_through(argv: Sequence[str], log_file: str | None, log_format: str) ->
         # no longer clean up.  Create refuses it; here the defaults do.
         raw = None
     try:
-        runtime = find_runtime(runtimes_from(raw), self_paths=(argv[0],))
-    except RuntimeNotFound as exc:
-        return _fail(f"nvshim: cannot find the low-level runtime: {exc}", log_file, log_format)
-    try:
-        os.execv(runtime, [runtime, *argv[1:]])
-    except OSError as exc:
-        return _fail(
-            f"nvshim: cannot exec {runtime}: {exc.strerror or exc}", log_file, log_format
-        )
-    return 1  # pragma: no cover - execv does not return
+        exec_runtime(find_runtime(runtimes_from(raw), self_paths=(args.program,)), args.argv)
+    except NvshimError as exc:
+        return _fail(exc.line, args.log_file, args.log_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run nvshim with ``argv`` (default ``sys.argv``); returns only on failure."""
-    argv = list(sys.argv if argv is None else argv)
-    if not argv:
-        argv = ["nvshim"]
     try:
-        args = parse_args(argv[1:])
-    except ArgvError as exc:
-        return _fail(f"nvshim: bad arguments: {exc}", None, "text")
+        args = parse_command_line(list(sys.argv if argv is None else argv))
+    except NvshimError as exc:
+        return _fail(exc.line, None, "text")
     if not (args.is_create or args.version):
-        return _pass_through(argv, args.log_file, args.log_format)
+        return _pass_through(args)
 
+    import nvshim.runtime
     from nvshim._log import stderr_line
-    from nvshim.errors import NvshimError
-    from nvshim.runtime import build_runtime
 
     runtime = None
     try:
-        runtime = build_runtime(argv)
+        # Through the module: tests replace build_runtime to make it fail.
+        runtime = nvshim.runtime.build_runtime(args)
         runtime.run()
     except NvshimError as exc:
-        if runtime is not None:
-            runtime.logger.error("%s", exc.line)
-            runtime.logger.close()
-            stderr_line(exc.line)
-            return 1
-        return _fail(exc.line, args.log_file, args.log_format)
+        line = exc.line
     except Exception as exc:  # a bug of nvshim's own: still one line, and no runtime started
         import traceback
 
         line = f"nvshim: internal error: {type(exc).__name__}: {exc}".splitlines()[0]
         if runtime is not None:
             runtime.logger.debug("%s", "".join(traceback.format_exc()))
-            runtime.logger.error("%s", line)
-            runtime.logger.close()
-            stderr_line(line)
-            return 1
+    if runtime is None:
         return _fail(line, args.log_file, args.log_format)
-    return 1  # pragma: no cover - run() execs or raises
+    runtime.logger.error("%s", line)
+    runtime.logger.close()
+    stderr_line(line)
+    return 1

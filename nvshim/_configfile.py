@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+from nvshim.errors import ConfigError
+
 # Not `typing.TYPE_CHECKING`: importing typing (and collections.abc) costs more
 # than the rest of the pass-through path together.  mypy knows this name.
 TYPE_CHECKING = False
@@ -17,11 +19,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 DEFAULT_CONFIG_PATH = "/etc/nvidia-container-runtime/config.toml"
+#: The low-level runtimes tried, in order, when ``runtimes`` is not set.
 DEFAULT_RUNTIMES = ("runc", "crun")
-
-
-class ConfigError(Exception):
-    """A configuration file that cannot be read or does not hold valid settings."""
 
 
 def config_path(environ: Mapping[str, str] | None = None) -> str:

@@ -6,8 +6,9 @@ container's root file system is the folder named by ``root.path``.  Two hooks:
 
 ``update-ldcache --folder DIR ... [--ldconfig-path PATH]``
     Writes ``/etc/ld.so.conf.d/00-nvshim-<hash>.conf`` inside the rootfs
-    listing the folders, then runs the host's ldconfig as ``ldconfig -r
-    <rootfs> <folders>`` with an empty environment.
+    listing the folders, then runs the host's ldconfig on the rootfs, isolated
+    so that nothing the image planted leads it to the host: see
+    :mod:`nvshim._ldconfig`.
 
 ``create-symlinks --link TARGET::LINK ...``
     Makes each ``LINK`` (a container path) a symbolic link to ``TARGET``.
@@ -28,20 +29,18 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 import sys
-from typing import IO, Any, NoReturn, Optional
+from typing import IO, Any, Callable, NoReturn, Optional
 
-from nvshim import _rootfs
+from nvshim import _ldconfig, _rootfs
 
-__all__ = ["DEFAULT_LDCONFIGS", "HookError", "main", "resolve_ldconfig"]
+__all__ = ["DEFAULT_LDCONFIGS", "HookError", "hook_names", "main", "resolve_ldconfig"]
 
 PROG = "nvshim-ctl hook"
 #: Host ldconfig binaries tried, in order, when no ``--ldconfig-path`` is given.
 DEFAULT_LDCONFIGS = ("/sbin/ldconfig", "/sbin/ldconfig.real", "/usr/sbin/ldconfig")
 # The OCI state is a few hundred bytes; refuse to buffer an unbounded stream.
 _MAX_STATE_BYTES = 1 << 20
-_LDCONFIG_TIMEOUT_S = 120
 _CONF_DIR = "/etc/ld.so.conf.d"
 
 
@@ -88,8 +87,10 @@ def _build_parser() -> _Parser:
         "update-ldcache",
         help="list folders in the container's ld.so.conf.d and rebuild its ld.so.cache",
         description="Write /etc/ld.so.conf.d/00-nvshim-<hash>.conf in the container's "
-        "rootfs listing the folders, then run the host's ldconfig -r <rootfs> <folders> "
-        "with an empty environment.",
+        "rootfs listing the folders, then run the host's ldconfig on the rootfs in a private "
+        "mount namespace (an empty tmpfs over its /proc and /sys, chrooted, an empty "
+        "environment, memory and time limits), reading only the folders of the image's "
+        "ld.so.conf (regular files only) and these.",
     )
     ldcache.add_argument(
         "--folder",
@@ -120,6 +121,15 @@ def _build_parser() -> _Parser:
         help="the link to make (repeatable)",
     )
     return parser
+
+
+def hook_names() -> list[str]:
+    """The names of the hooks ``nvshim-ctl hook`` runs, in ``--help`` order."""
+    parser = _build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []  # pragma: no cover - the parser always has its subcommands
 
 
 def read_state(stream: IO[bytes]) -> dict[str, Any]:
@@ -242,9 +252,18 @@ def conf_name(folders: list[str]) -> str:
 
 
 def update_ldcache(
-    rootfs: str, root_fd: int, folders: list[str], ldconfig_spec: Optional[str]
+    rootfs: str,
+    root_fd: int,
+    folders: list[str],
+    ldconfig_spec: Optional[str],
+    warn: Optional[Callable[[str], None]] = None,
 ) -> None:
     """Register ``folders`` in the container's ld.so.conf.d and run ldconfig.
+
+    ldconfig gets no folder on its command line: it reads one configuration,
+    the folders of the image's ``/etc/ld.so.conf`` (includes expanded here,
+    regular files only) then ``folders``; ``warn`` gets one line per include
+    skipped.
 
     :raises HookError: on any failure, ldconfig's own included.
     """
@@ -263,39 +282,18 @@ def update_ldcache(
             os.close(_rootfs.open_dir(root_fd, "/etc", create=True))
     except (OSError, ValueError) as exc:
         raise HookError(f"writing {_CONF_DIR} in {rootfs}", exc) from None
-    # ldconfig takes path strings and opens the folders named on its command
-    # line before it chroots: hand it each folder with the image's links
-    # already resolved inside the rootfs, so none of them leads it to a host
-    # folder.  Missing folders are left to the conf file (ldconfig skips them).
-    args = []
-    for folder in folders:
-        try:
-            args.append(_rootfs.realpath_in_root(root_fd, folder))
-        except OSError:
-            continue
-    command = [ldconfig, "-r", rootfs, *args]
+    listed = _ldconfig.conf_folders(root_fd, warn or (lambda _line: None))
+    conf = "".join(f"{folder}\n" for folder in dict.fromkeys([*listed, *folders]))
     try:
-        # env={}: nothing of the container's, or of whoever ran the hook,
-        # reaches the host binary (LD_PRELOAD, LD_LIBRARY_PATH, PATH...).
-        result = subprocess.run(
-            command,
-            env={},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd="/",
-            close_fds=True,
-            timeout=_LDCONFIG_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise HookError(f"running {ldconfig}", f"no exit after {_LDCONFIG_TIMEOUT_S} s") from None
+        result = _ldconfig.run_isolated(ldconfig, rootfs, root_fd, conf.encode())
     except OSError as exc:
         raise HookError(f"running {ldconfig}", exc) from None
-    if result.returncode != 0:
-        lines = result.stdout.decode(errors="replace").strip().splitlines()
+    if result.status is None:
+        raise HookError(f"running {ldconfig}", f"no exit after {_ldconfig.TIMEOUT_S} s")
+    if result.status != 0:
+        lines = result.output.strip().splitlines()
         detail = f": {lines[-1]}" if lines else ""
-        raise HookError(f"running {ldconfig}", f"exit status {result.returncode}{detail}")
+        raise HookError(f"running {ldconfig}", f"exit status {result.status}{detail}")
 
 
 def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
@@ -317,7 +315,7 @@ def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
     return failures
 
 
-def _run(args: argparse.Namespace, stdin: IO[bytes]) -> list[str]:
+def _run(args: argparse.Namespace, stdin: IO[bytes], warn: Callable[[str], None]) -> list[str]:
     """Run one hook; return its failure lines (``<what>: <why>``)."""
     state = read_state(stdin)
     rootfs = find_rootfs(state["bundle"])
@@ -327,7 +325,7 @@ def _run(args: argparse.Namespace, stdin: IO[bytes]) -> list[str]:
         raise HookError(f"rootfs {rootfs}", exc) from None
     try:
         if args.hook == "update-ldcache":
-            update_ldcache(rootfs, root_fd, args.folder, args.ldconfig_path)
+            update_ldcache(rootfs, root_fd, args.folder, args.ldconfig_path, warn)
             return []
         return create_symlinks(root_fd, args.link)
     finally:
@@ -349,9 +347,13 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
         return cuda_compat_main(argv[1:], stdin)
     name = argv[0] if argv and not argv[0].startswith("-") else ""
     prefix = f"{PROG} {name}" if name else PROG
+
+    def warn(line: str) -> None:
+        print(f"{prefix}: warning: {line}", file=sys.stderr)
+
     try:
         args = _build_parser().parse_args(argv)
-        failures = _run(args, stdin if stdin is not None else sys.stdin.buffer)
+        failures = _run(args, stdin if stdin is not None else sys.stdin.buffer, warn)
     except _UsageError as exc:
         failures = [f"arguments: {_reason(exc)}"]
     except HookError as exc:

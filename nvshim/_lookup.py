@@ -1,4 +1,4 @@
-"""Finding the low-level runtime (runc, crun) to exec."""
+"""Finding executables: PATH, then the usual folders (podman may call with no PATH)."""
 
 from __future__ import annotations
 
@@ -14,28 +14,9 @@ if TYPE_CHECKING:
 DEFAULT_FOLDERS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
-class RuntimeNotFound(Exception):
-    """No configured runtime could be found."""
-
-
 def is_executable(path: str) -> bool:
     """Whether ``path`` is a file this process may execute."""
     return os.path.isfile(path) and os.access(path, os.X_OK)
-
-
-_is_executable = is_executable
-
-
-def _is_nvshim(path: str, self_paths: frozenset[str]) -> bool:
-    """Whether ``path`` is nvshim itself (a link to it, or a copy of its script)."""
-    try:
-        if os.path.realpath(path) in self_paths:
-            return True
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        return False
-    return head.startswith(b"#!") and b"nvshim._cli" in head
 
 
 def search_path(
@@ -61,31 +42,3 @@ def find_executable(name: str, environ: Mapping[str, str] | None = None) -> str 
         if is_executable(path):
             return os.path.abspath(path)
     return None
-
-
-def find_runtime(
-    runtimes: Iterable[str],
-    *,
-    environ: Mapping[str, str] | None = None,
-    self_paths: Iterable[str] = (),
-) -> str:
-    """The first usable runtime of ``runtimes`` as an absolute path.
-
-    An entry containing ``/`` is used as given if it is an executable file; a
-    bare name is looked up in PATH and then in :data:`DEFAULT_FOLDERS`.
-    nvshim itself is never chosen (a ``runc`` on PATH that is nvshim would
-    exec itself forever).  Raises :class:`RuntimeNotFound` listing what was
-    tried.
-    """
-    own = frozenset(os.path.realpath(p) for p in self_paths if p)
-    tried: list[str] = []
-    for entry in runtimes:
-        candidates = [entry] if "/" in entry else search_path(entry, environ)
-        for path in candidates:
-            if _is_executable(path) and not _is_nvshim(path, own):
-                return os.path.abspath(path)
-        where = entry if "/" in entry else f"{entry} (in PATH and {', '.join(DEFAULT_FOLDERS)})"
-        tried.append(where)
-    raise RuntimeNotFound(
-        "no low-level runtime found; tried " + ("; ".join(tried) if tried else "nothing")
-    )

@@ -15,8 +15,18 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
+from nvshim.records import Change
+
 if TYPE_CHECKING:
-    from nvshim.spec import Spec
+    from typing import Protocol
+
+    class _SpecLike(Protocol):
+        """What the tracker reads of a :class:`nvshim.Spec`; changes does not import spec."""
+
+        @property
+        def raw(self) -> dict[str, Any]: ...
+
+        def to_dict(self) -> dict[str, Any]: ...
 
 __all__ = ["KINDS", "MULTI_VALUED", "Change", "ChangeTracker", "field_key", "spec_diff"]
 
@@ -27,50 +37,6 @@ KINDS = ("env", "mount", "device", "device-rule", "hook", "annotation", "gid", "
 #: path, two cgroup rules for one device): adding another entry changes none
 #: of the existing ones, so only removing another modifier's entry conflicts.
 MULTI_VALUED = frozenset({"hook", "device-rule", "gid"})
-
-
-@attrs.frozen
-class Change:
-    """One change to a spec.
-
-    :param kind: what was changed: ``env``, ``mount``, ``device``,
-        ``device-rule``, ``hook``, ``annotation``, ``gid``, ``linux`` (a
-        ``linux.<key>`` field set whole with ``Spec.set_linux``), or
-        ``field`` for any other part of the spec (changed through
-        ``Spec.raw``).
-    :param key: which one: the variable name, the mount destination, the
-        device path, ``<type> <major>:<minor>`` for a device rule, the
-        member of ``linux`` for ``linux``,
-        ``<stage>:<path>`` for a hook, the annotation key, the gid, or the
-        dotted path of a field (``process.args``, ``linux.namespaces``).
-    :param action: ``add``, ``replace`` or ``remove``.
-    :param before: the JSON value before (None when added).
-    :param after: the JSON value after (None when removed).
-    :param modifier: the name of the modifier that made it (set by the core).
-    :param source: ``api`` when made through a :class:`nvshim.Spec` method,
-        ``raw`` when found by comparing the spec before and after the
-        modifier (a change made through ``Spec.raw``).
-    """
-
-    kind: str
-    key: str
-    action: str
-    before: Any = None
-    after: Any = None
-    modifier: Optional[str] = None
-    source: str = "api"
-
-    def to_json(self) -> dict[str, Any]:
-        """The change as a JSON object."""
-        return {
-            "modifier": self.modifier,
-            "kind": self.kind,
-            "key": self.key,
-            "action": self.action,
-            "before": self.before,
-            "after": self.after,
-            "source": self.source,
-        }
 
 
 # -- finding changes by comparison -------------------------------------------
@@ -308,10 +274,10 @@ class ChangeTracker:
     names the earlier one (or ``"*"``) in ``Modifier.overrides`` may do it;
     that is logged instead.
 
-    Use: ``spec._recorder = tracker.recorder_for(info, spec)`` before a
-    modifier runs (this also snapshots the spec) and ``tracker.finish()``
-    after it returned, which attributes what it changed through
-    ``Spec.raw``.
+    Use: ``with spec.recording(tracker.recorder_for(info, spec)):`` around a
+    modifier (``recorder_for`` also snapshots the spec), then
+    ``tracker.finish()`` after it returned, which attributes what it changed
+    through ``Spec.raw``.
     """
 
     def __init__(self, logger: Any = None) -> None:
@@ -325,7 +291,7 @@ class ChangeTracker:
         self.labels: dict[str, str] = {}
         self._owners: dict[tuple[str, ...], Change] = {}
         self._logger = logger
-        self._spec: Optional[Spec] = None
+        self._spec: Optional[_SpecLike] = None
         self._snapshot: Optional[dict[str, Any]] = None
         self._current: Optional[tuple[str, Callable[[Change], None], int]] = None
 
@@ -334,7 +300,7 @@ class ChangeTracker:
         label = self.labels.get(name or "")
         return f"modifier '{name}' ({label})" if label else f"modifier '{name}'"
 
-    def recorder_for(self, info: Any, spec: Optional[Spec] = None) -> Callable[[Change], None]:
+    def recorder_for(self, info: Any, spec: Optional[_SpecLike] = None) -> Callable[[Change], None]:
         """A recorder for :class:`nvshim.Spec` that attributes changes to ``info``'s modifier.
 
         :param info: a :class:`nvshim.plugins.ModifierInfo` (or anything with

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
-from nvshim._configfile import ConfigError, config_path, read_toml
+from nvshim._configfile import DEFAULT_RUNTIMES, config_path, read_toml
+from nvshim.errors import ConfigError
 
 if TYPE_CHECKING:
     import cattrs
@@ -97,7 +98,7 @@ class RuntimeConfig:
 
     debug: str = "/dev/null"
     log_level: str = "info"
-    runtimes: tuple[str, ...] = ("runc", "crun")
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     mode: str = "auto"
     # Older spellings: experimental = true with discover-mode = "<mode>".
     experimental: bool = False

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import attrs
 
+from nvshim.errors import ModifierError, RequestError
+
 if TYPE_CHECKING:
     from nvshim._log import Logger
     from nvshim.config import Config
@@ -16,12 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["Modifier", "ModifierContext", "ModifierError"]
 
 
-class ModifierError(Exception):
-    """Raised by a modifier to refuse a container.
-
-    The message reaches the user as
-    ``nvshim: modifier '<name>' (<dist> <version>): <message>``.
-    """
 
 
 def _check_name(_inst: object, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -50,6 +46,10 @@ class ModifierContext:
     :param options: the modifier's ``[nvshim.plugins.<name>]`` table, structured
         into its ``config_class`` when it declares one, else a plain dict.
     :param modifier: the name of the modifier being run.
+    :param container_request: what the container asks for, read once by the
+        core from the engine's spec before the first modifier ran (see
+        :meth:`request`); None when the context was built by hand.
+    :param request_error: why that request could not be read, or None.
     """
 
     config: Config
@@ -59,18 +59,29 @@ class ModifierContext:
     logger: Logger
     options: Any = None
     modifier: str = ""
+    container_request: Optional[ContainerRequest] = None
+    request_error: Optional[RequestError] = None
 
-    def request(self, spec: Spec) -> ContainerRequest:
+    def request(self, spec: Optional[Spec] = None) -> ContainerRequest:
         """What the container asks for (devices, capabilities, requirements).
 
-        Read from ``spec`` as it is now, with the options the config sets;
-        a malformed request (a legacy CUDA image with a bad ``CUDA_VERSION``)
+        The core reads the request once, from the spec as the engine wrote
+        it and with the options the config sets, and every modifier gets
+        that reading (:attr:`container_request`).  ``spec`` is read only
+        when this context was built without one (a test's own context).  A
+        malformed request (a legacy CUDA image with a bad ``CUDA_VERSION``)
         raises :class:`ModifierError`, which refuses the container.
         """
-        from nvshim.requests import RequestError, RequestOptions, read_request
+        if self.request_error is not None:
+            raise ModifierError(str(self.request_error))
+        if self.container_request is not None:
+            return self.container_request
+        if spec is None:
+            raise ValueError("this context holds no request: pass the spec to read it from")
+        from nvshim.requests import read_container_request
 
         try:
-            return read_request(spec.raw, RequestOptions.from_config(self.config))
+            return read_container_request(spec, self.config)
         except RequestError as exc:
             raise ModifierError(str(exc)) from None
 

@@ -16,7 +16,15 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["HOOK_STAGES", "Device", "Hook", "Mount", "check_container_path"]
+__all__ = [
+    "DEFAULT_HOOK_ENV",
+    "HOOK_STAGES",
+    "Change",
+    "Device",
+    "Hook",
+    "Mount",
+    "check_container_path",
+]
 
 #: The OCI hook stages, in the order runc runs them.
 HOOK_STAGES: tuple[str, ...] = (
@@ -26,6 +34,15 @@ HOOK_STAGES: tuple[str, ...] = (
     "startContainer",
     "poststart",
     "poststop",
+)
+
+#: The environment of a hook that does not say which one it wants: a fixed
+#: host ``PATH`` and nothing else.  runc gives a hook without ``env`` its own
+#: environment, which is the container's (``LD_PRELOAD`` from the image ran in
+#: a host process that way: CVE-2025-23266), so nvshim never writes a hook
+#: without ``env``.
+DEFAULT_HOOK_ENV: tuple[str, ...] = (
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 )
 
 DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
@@ -131,13 +148,17 @@ class Hook:
 
     :param path: absolute host path of the program.
     :param args: its argv, ``args[0]`` included (as ``execv`` takes it).
-    :param env: its environment, ``NAME=value`` strings; nothing is inherited.
+    :param env: its whole environment, ``NAME=value`` strings; nothing is
+        inherited.  The default is :data:`DEFAULT_HOOK_ENV` (a host ``PATH``
+        only); ``()`` is an empty environment.  It is always written to the
+        spec, ``[]`` included: a hook without ``env`` would get the
+        container's environment from runc.
     :param timeout: seconds after which runc kills it; ``None`` for no limit.
     """
 
     path: str = attrs.field(validator=_host_path)
     args: tuple[str, ...] = attrs.field(default=(), converter=_strings)
-    env: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    env: tuple[str, ...] = attrs.field(default=DEFAULT_HOOK_ENV, converter=_strings)
     timeout: Optional[int] = attrs.field(default=None, validator=_optional_int)
 
     @timeout.validator
@@ -147,9 +168,55 @@ class Hook:
 
 
 # OCI JSON names of the fields whose Python names differ.
+@attrs.frozen
+class Change:
+    """One change to a spec.
+
+    :param kind: what was changed: ``env``, ``mount``, ``device``,
+        ``device-rule``, ``hook``, ``annotation``, ``gid``, ``linux`` (a
+        ``linux.<key>`` field set whole with ``Spec.set_linux``), or
+        ``field`` for any other part of the spec (changed through
+        ``Spec.raw``).
+    :param key: which one: the variable name, the mount destination, the
+        device path, ``<type> <major>:<minor>`` for a device rule, the
+        member of ``linux`` for ``linux``,
+        ``<stage>:<path>`` for a hook, the annotation key, the gid, or the
+        dotted path of a field (``process.args``, ``linux.namespaces``).
+    :param action: ``add``, ``replace`` or ``remove``.
+    :param before: the JSON value before (None when added).
+    :param after: the JSON value after (None when removed).
+    :param modifier: the name of the modifier that made it (set by the core).
+    :param source: ``api`` when made through a :class:`nvshim.Spec` method,
+        ``raw`` when found by comparing the spec before and after the
+        modifier (a change made through ``Spec.raw``).
+    """
+
+    kind: str
+    key: str
+    action: str
+    before: Any = None
+    after: Any = None
+    modifier: Optional[str] = None
+    source: str = "api"
+
+    def to_json(self) -> dict[str, Any]:
+        """The change as a JSON object."""
+        return {
+            "modifier": self.modifier,
+            "kind": self.kind,
+            "key": self.key,
+            "action": self.action,
+            "before": self.before,
+            "after": self.after,
+            "source": self.source,
+        }
+
+
 _JSON_NAMES = {"file_mode": "fileMode"}
 # Fields that are ours, not the OCI object's.
 _NOT_IN_JSON: dict[type, set[str]] = {Device: {"access"}}
+# Fields written even at their default: a hook's ``env`` (see Hook).
+_ALWAYS_IN_JSON: dict[type, set[str]] = {Hook: {"env"}}
 
 
 @functools.cache
@@ -162,10 +229,13 @@ def _converter() -> cattrs.Converter:
     conv.register_unstructure_hook(tuple, list)
     for cls in (Mount, Device, Hook):
         skip = _NOT_IN_JSON.get(cls, set())
+        always = _ALWAYS_IN_JSON.get(cls, set())
         overrides: dict[str, Any] = {}
         for field in attrs.fields(cls):
             if field.name in skip:
                 overrides[field.name] = override(omit=True)
+            elif field.name in always:
+                overrides[field.name] = override(omit_if_default=False)
             elif field.name in _JSON_NAMES:
                 overrides[field.name] = override(rename=_JSON_NAMES[field.name])
         conv.register_unstructure_hook(
@@ -203,7 +273,8 @@ _QUICK_FIELDS: dict[type, tuple[tuple[str, str, str, Any], ...]] = {
     Hook: (
         ("path", "path", "str", attrs.NOTHING),
         ("args", "args", "strings", ()),
-        ("env", "env", "strings", ()),
+        # Never omitted (see Hook): no default to compare with.
+        ("env", "env", "strings", attrs.NOTHING),
         ("timeout", "timeout", "optional-int", None),
     ),
 }
@@ -243,7 +314,7 @@ def _quick_structure(cls: type, data: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {}
     for name, key, kind, default in fields:
         if key not in data:
-            if default is attrs.NOTHING:
+            if default is attrs.NOTHING and name not in _ALWAYS_IN_JSON.get(cls, ()):
                 return None
             continue
         value = data[key]
@@ -264,6 +335,10 @@ def to_json(record: Mount | Device | Hook) -> dict[str, Any]:
     if isinstance(record, Mount):
         # OCI order: destination, type, source, options (as runc spec writes it).
         order = ("destination", "type", "source", "options")
+        data = {key: data[key] for key in order if key in data}
+    elif isinstance(record, Hook):
+        # The converter puts the fields it never omits (env) first.
+        order = ("path", "args", "env", "timeout")
         data = {key: data[key] for key in order if key in data}
     elif isinstance(record, Device):
         # major and minor are required even when zero.

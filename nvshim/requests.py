@@ -45,9 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from nvshim.errors import RequestError
+
 if TYPE_CHECKING:
     from nvshim.config import Config
     from nvshim.requirements import HostProperties
+    from nvshim.spec import Spec
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -59,6 +62,7 @@ __all__ = [
     "is_cdi_name",
     "lookup_env",
     "parse_bool",
+    "read_container_request",
     "read_request",
 ]
 
@@ -94,12 +98,6 @@ _GO_SEMVER_RE = re.compile(
 )
 
 
-class RequestError(ValueError):
-    """A GPU container's request that cannot be honoured as written.
-
-    Raised for a legacy CUDA image whose ``CUDA_VERSION`` is not a version
-    (NVIDIA's hook refuses such a container too).
-    """
 
 
 @attrs.frozen
@@ -427,6 +425,14 @@ def read_request(
         privileged=privileged,
         unsupported_capabilities=unsupported,
     )
+
+
+def read_container_request(spec: Spec, config: Config) -> ContainerRequest:
+    """What the container of ``spec`` asks for, read with the options ``config`` sets.
+
+    :raises RequestError: as :func:`read_request`.
+    """
+    return read_request(spec.raw, RequestOptions.from_config(config))
 
 
 def _read_devices(

@@ -33,6 +33,8 @@ from typing import Union
 
 import attrs
 
+from nvshim.errors import RequirementsNotMet
+
 __all__ = [
     "OPERATORS",
     "PROPERTIES",
@@ -77,17 +79,6 @@ class RequirementError(ValueError):
     """An ``NVIDIA_REQUIRE_*`` expression that does not follow the grammar."""
 
 
-class RequirementsNotMet(Exception):
-    """The host does not satisfy a container's requirements.
-
-    ``str(exc)`` is the line shown to the user, e.g. ``requirements not met:
-    unsatisfied condition: cuda>=12.4 (cuda=11.4)``.
-    """
-
-    def __init__(self, message: str, factor: Factor | None = None) -> None:
-        super().__init__(message)
-        #: The factor that failed (the first one of the first failing expression).
-        self.factor = factor
 
 
 def parse_version(text: str) -> _VersionKey | None:

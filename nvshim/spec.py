@@ -12,24 +12,22 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from nvshim.records import HOOK_STAGES, Device, Hook, Mount, from_json, to_json
-
-if TYPE_CHECKING:
-    from nvshim.changes import Change
+from nvshim.errors import SpecError
+from nvshim.records import HOOK_STAGES, Change, Device, Hook, Mount, from_json, to_json
 
 __all__ = ["Spec", "SpecError"]
 
 
-class SpecError(Exception):
-    """A config.json that cannot be read, parsed, used or written."""
 
 
 #: A config.json larger than this is refused unread: real ones are a few
 #: kilobytes, and parsing hundreds of megabytes as root on every container
 #: start would let a bundle exhaust the host's memory.
 MAX_SPEC_BYTES = 64 << 20
+#: What failed, in the line of a :class:`SpecError` raised by :meth:`Spec.save`.
+_WRITE = "cannot write the spec"
 
 # The range of the widest integer type in the OCI spec (Go's int64 and uint64):
 # a larger number is no valid value of any field, and runc would refuse it.
@@ -323,18 +321,28 @@ class Spec:
             data = self.to_json().encode("utf-8")
         except (RecursionError, ValueError) as exc:
             # Deep nesting the parser accepted, or a NaN a modifier put in.
-            raise SpecError(f"cannot write {os.fspath(path)}: {exc}") from None
+            raise SpecError(f"cannot write {os.fspath(path)}: {exc}", what=_WRITE) from None
         try:
             atomic_write(os.fspath(path), data)
         except OSError as exc:
-            raise SpecError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
+            raise SpecError(
+                f"cannot write {os.fspath(path)}: {exc.strerror or exc}", what=_WRITE
+            ) from None
 
     # -- change recording --------------------------------------------------
 
+    def recording(self, recorder: Callable[[Change], None]) -> _Recording:
+        """Send every change made through this Spec's methods to ``recorder``.
+
+        A context manager: ``with spec.recording(changes.append): ...``.  The
+        recorder in place before is put back on leaving, so recordings nest.
+        The core uses it to attribute each change to the modifier that made
+        it (:class:`nvshim.changes.ChangeTracker`).
+        """
+        return _Recording(self, recorder)
+
     def _record(self, kind: str, key: str, action: str, before: Any, after: Any) -> None:
         if self._recorder is not None:
-            from nvshim.changes import Change
-
             self._recorder(Change(kind=kind, key=key, action=action, before=before, after=after))
 
     def _section(self, *keys: str, default: type = dict) -> Any:
@@ -589,6 +597,25 @@ class Spec:
         return self._data == other._data
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class _Recording:
+    """What :meth:`Spec.recording` returns (no contextlib: the create path does not need it)."""
+
+    __slots__ = ("_previous", "_recorder", "_spec")
+
+    def __init__(self, spec: Spec, recorder: Callable[[Change], None]) -> None:
+        self._spec = spec
+        self._recorder = recorder
+        self._previous: Callable[[Change], None] | None = None
+
+    def __enter__(self) -> Spec:
+        self._previous = self._spec._recorder
+        self._spec._recorder = self._recorder
+        return self._spec
+
+    def __exit__(self, *_exc: object) -> None:
+        self._spec._recorder = self._previous
 
 
 def _same_record(cls: type[Any], existing: dict[str, Any], record: Any) -> bool:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import sysconfig
 import tempfile
 import textwrap
 from collections.abc import Mapping
@@ -44,14 +42,14 @@ def shared_path(*parts: str) -> Path:
 
 
 def installed_script(name: str) -> str:
-    """The installed console script ``name`` (next to this interpreter, else on PATH)."""
-    candidate = os.path.join(sysconfig.get_path("scripts"), name)
-    if os.path.exists(candidate):
-        return candidate
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed")
-    return found
+    """``nvshim`` or ``nvshim-ctl`` as tests run them: the installed wrapper, in the test venv.
+
+    The test venv honours ``PYTHONPATH`` (how tests install plugins); the
+    installed commands do not (see ``script_support``).
+    """
+    import script_support
+
+    return script_support.script(name)
 
 
 @pytest.fixture

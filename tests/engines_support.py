@@ -25,8 +25,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +33,7 @@ from typing import Callable, Optional
 
 import pytest
 import runc_support
+import script_support
 
 #: Container env var that makes the test plugin change the container.
 MARK_ENV = "NVSHIM_TEST_MARK"
@@ -102,23 +101,13 @@ def require_binary(name: str) -> str:
 
 
 def find_nvshim() -> str:
-    """The installed ``nvshim`` (beside this interpreter, else on PATH), or skip."""
-    scripts = sysconfig.get_path("scripts")
-    for candidate in (os.path.join(scripts, "nvshim") if scripts else "", shutil.which("nvshim")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    pytest.skip("the nvshim command is not installed (pip install .)")
+    """``nvshim`` from the test venv (it honours PYTHONPATH: see ``script_support``), or skip."""
+    return script_support.script("nvshim")
 
 
 def nvshim_ctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``nvshim-ctl ARGS`` (the installed script, else ``nvshim._ctl.main``)."""
-    scripts = sysconfig.get_path("scripts")
-    script = os.path.join(scripts, "nvshim-ctl") if scripts else ""
-    if script and os.access(script, os.X_OK):
-        argv = [script, *args]
-    else:
-        code = "import sys; from nvshim._ctl.main import main; sys.exit(main(sys.argv[1:]))"
-        argv = [sys.executable, "-c", code, *args]
+    """Run ``nvshim-ctl ARGS`` (the installed wrapper, from the test venv)."""
+    argv = [script_support.script("nvshim-ctl"), *args]
     return subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
     )

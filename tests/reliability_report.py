@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-#: Counted events, by kind: ``bad_inputs``, ``faults``, ``parallel_creates``.
+#: Counted events, by kind: ``bad_inputs``, ``faults``, ``parallel_creates``,
+#: ``attacks`` and ``attacks_held`` (see ``attack_support.attack``).
 COUNTS: Counter[str] = Counter()
 #: One line per thing lost (should stay empty).
 LOST: list[str] = []
@@ -26,6 +27,8 @@ _LABELS = (
     ("kills", "  of which SIGKILLs during a create"),
     ("parallel_creates", "parallel creates"),
     ("fuzz_examples", "generated inputs (property tests)"),
+    ("attacks", "attacks tried (tests/attack_support.py)"),
+    ("attacks_held", "  of which held"),
 )
 
 

@@ -21,17 +21,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-import pytest
+import script_support
 
 #: The entry-point name of the test plugin (also its modifier's name).
 PLUGIN_NAME = "reltest-stamp"
@@ -74,25 +71,13 @@ printf '%s\\n' "$*" >> '{calls}'
 
 
 def nvshim_command() -> list[str]:
-    """The installed ``nvshim`` (next to this interpreter, else on PATH, else ``-m``)."""
-    candidate = os.path.join(sysconfig.get_path("scripts"), "nvshim")
-    if os.path.exists(candidate):
-        return [candidate]
-    found = shutil.which("nvshim")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "nvshim"]
+    """``nvshim`` from the test venv (it honours PYTHONPATH: see ``script_support``)."""
+    return [script_support.script("nvshim")]
 
 
 def nvshim_ctl_command() -> list[str]:
-    """The installed ``nvshim-ctl``, skipping the test when it is missing."""
-    candidate = os.path.join(sysconfig.get_path("scripts"), "nvshim-ctl")
-    if os.path.exists(candidate):
-        return [candidate]
-    found = shutil.which("nvshim-ctl")
-    if found:
-        return [found]
-    pytest.skip("nvshim-ctl is not installed")
+    """``nvshim-ctl`` from the test venv, skipping the test when it is missing."""
+    return [script_support.script("nvshim-ctl")]
 
 
 def other_plugin_names() -> list[str]:

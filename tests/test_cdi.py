@@ -21,6 +21,7 @@ from nvshim._log import Logger
 from nvshim.config import structure_config
 from nvshim.modifier import ModifierContext, ModifierError
 from nvshim.plugins import get_plugin_manager
+from nvshim.records import DEFAULT_HOOK_ENV
 from nvshim.runtime import apply_modifiers
 from nvshim.spec import Spec
 
@@ -661,7 +662,10 @@ def test_every_kind_of_edit(tmp_path: Path) -> None:
     assert data["hooks"]["createContainer"] == [
         {"path": "/usr/bin/hook", "args": ["hook", "x"], "env": ["A=b"], "timeout": 9}
     ]
-    assert data["hooks"]["poststop"] == [{"path": "/usr/bin/cleanup"}]
+    # A hook without env gets a host PATH only, never runc's (the container's) env.
+    assert data["hooks"]["poststop"] == [
+        {"path": "/usr/bin/cleanup", "env": list(DEFAULT_HOOK_ENV)}
+    ]
     assert data["process"]["user"]["additionalGids"] == [44]
     assert data["linux"]["intelRdt"] == {"closID": "clos1", "l3CacheSchema": "L3:0=f"}
     assert data["linux"]["netDevices"] == {"eth9": {"name": "ctr0"}}

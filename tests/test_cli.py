@@ -395,3 +395,72 @@ def test_an_internal_error_is_one_line_and_starts_nothing(
     assert main(["nvshim", "create", "--bundle", "/nonexistent", "c"]) == 1
     err = capsys.readouterr().err
     assert err == "nvshim: internal error: RuntimeError: unexpected\n"
+
+
+def test_a_plugins_nvshim_validate_refuses_a_real_create(
+    nvshim_exe: str, shim_env: dict[str, str], fake_runtime: FakeRuntime, tmp_path: Path
+) -> None:
+    # A policy plugin installed as a distribution, as an admin would: its
+    # validator must run on `nvshim create`, not only under `nvshim-ctl modify`.
+    plugin = write_plugin_distribution(
+        tmp_path / "site",
+        "nvshim-t-policy",
+        {
+            "nvshim_t_policy": """
+                from nvshim import ModifierError, hookimpl
+
+                @hookimpl
+                def nvshim_validate(spec, context):
+                    if spec.get_env("FORBIDDEN") is not None:
+                        raise ModifierError("FORBIDDEN is not allowed here")
+            """
+        },
+        {"policy": "nvshim_t_policy"},
+        version="2.0",
+    )
+    env = dict(shim_env, PYTHONPATH=str(plugin))
+    spec = minimal_spec()
+    spec["process"]["env"].append("FORBIDDEN=1")
+    bundle = make_bundle_dir(tmp_path / "bundle", spec)
+    before = (bundle / "config.json").read_bytes()
+    result = run_shim(nvshim_exe, ["create", "--bundle", str(bundle), "ctr"], env)
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "nvshim: validator 'policy' (nvshim-t-policy 2.0): FORBIDDEN is not allowed here\n"
+    )
+    assert fake_runtime.calls() == []
+    assert (bundle / "config.json").read_bytes() == before
+    # The same plugin lets a container it does not object to through.
+    allowed = make_bundle_dir(tmp_path / "allowed")
+    assert run_shim(nvshim_exe, ["create", "--bundle", str(allowed), "ok"], env).returncode == 0
+    assert len(fake_runtime.calls()) == 1
+
+
+#: The SIGPIPE (13) and SIGXFSZ (25) bits of /proc/<pid>/status's SigIgn mask.
+_PIPE_AND_XFSZ = (1 << 12) | (1 << 24)
+
+
+@pytest.mark.parametrize(
+    "args", [["state", "ctr"], ["create", "--bundle", "{bundle}", "ctr"]], ids=["pass", "create"]
+)
+def test_the_runtime_starts_with_sigpipe_and_sigxfsz_at_their_default(
+    nvshim_exe: str, tmp_path: Path, args: list[str]
+) -> None:
+    # Python ignores both signals at start and execv keeps an ignored
+    # disposition; a runtime written in C (and crun's hooks) would inherit it.
+    record = tmp_path / "sigign"
+    runtime = tmp_path / "record-runtime"
+    runtime.write_text(f"#!/bin/sh\ngrep '^SigIgn:' /proc/$$/status > {record}\n")
+    runtime.chmod(0o755)
+    config = write_config(tmp_path / "config.toml", [str(runtime)])
+    bundle = make_bundle_dir(tmp_path / "bundle")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
+    env["NVSHIM_CONFIG"] = str(config)
+    env["NVSHIM_CACHE_DIR"] = str(tmp_path / "cache")
+    argv = [a.format(bundle=bundle) for a in args]
+    # The test's own child starts with both at their default (subprocess
+    # restores them), as an engine starts nvshim.
+    result = run_shim(nvshim_exe, argv, env)
+    assert result.returncode == 0, result.stderr
+    mask = int(record.read_text().split()[1], 16)
+    assert mask & _PIPE_AND_XFSZ == 0, f"SigIgn {mask:#x}"

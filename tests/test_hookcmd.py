@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import pytest
 
-from nvshim import _hookcmd
+from nvshim import _hookcmd, _ldconfig
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_LDCONFIG = next((p for p in _hookcmd.DEFAULT_LDCONFIGS if os.access(p, os.X_OK)), None)
@@ -87,12 +87,15 @@ class FakeLdconfig:
         self.path = folder / "ldconfig"
         self.args_file = folder / "args"
         self.env_file = folder / "environ"
+        self.conf_file = folder / "conf"
         # /proc/$$/environ is the environment execve gave the script, byte
-        # for byte, before the shell adds anything of its own.
+        # for byte, before the shell adds anything of its own.  A script is
+        # run as `ldconfig -r ROOTFS -f CONF` (CONF inside ROOTFS).
         self.path.write_text(
             "#!/bin/sh\n"
             f"/bin/cat /proc/$$/environ > '{self.env_file}'\n"
             f"printf '%s\\n' \"$0\" \"$@\" > '{self.args_file}'\n"
+            f"/bin/cat \"$2$4\" > '{self.conf_file}'\n"
             f"echo 'ldconfig: first line' >&2\necho 'ldconfig: last words' >&2\nexit {status}\n"
         )
         self.path.chmod(0o755)
@@ -106,6 +109,10 @@ class FakeLdconfig:
 
     def environ(self) -> bytes:
         return self.env_file.read_bytes()
+
+    def conf(self) -> list[str]:
+        """The folders of the configuration ldconfig was given."""
+        return self.conf_file.read_text().splitlines()
 
 
 @pytest.fixture
@@ -248,13 +255,16 @@ def test_update_ldcache_conf_and_command(
     assert conf.name.startswith("00-nvshim-")
     assert conf.read_text().splitlines()[1:] == folders  # repeats dropped
     assert stat.S_IMODE(conf.stat().st_mode) == 0o644
-    # Links resolved inside the rootfs, missing folders left to the conf file.
-    assert fake.args() == [str(fake.path), "-r", str(rootfs), "/usr/lib/nvidia", "/opt/real"]
+    # No folder on the command line: ldconfig resolves the configuration's
+    # folders inside the rootfs (it chroots), so links stay inside.
+    assert fake.args() == [str(fake.path), "-r", str(rootfs), "-f", _ldconfig.CONF_IN_CHILD]
+    assert fake.conf() == folders
 
 
 def test_update_ldcache_without_folders(bundle: Bundle, fake: FakeLdconfig) -> None:
     assert bundle.run("update-ldcache", "--ldconfig-path", str(fake.path)) == 0
-    assert fake.args() == [str(fake.path), "-r", str(bundle.rootfs)]
+    assert fake.args() == [str(fake.path), "-r", str(bundle.rootfs), "-f", _ldconfig.CONF_IN_CHILD]
+    assert fake.conf() == []
     assert (bundle.rootfs / "etc").is_dir()  # where ldconfig writes ld.so.cache
     assert not (bundle.rootfs / "etc" / "ld.so.conf.d").exists()
 
@@ -348,8 +358,9 @@ def test_update_ldcache_planted_links_stay_inside(
     assert not expected.is_symlink()
     assert expected.read_text().splitlines()[1:] == folders
     if kind == "lib-folder":
-        # The host folder behind the link must not reach ldconfig's command line.
-        assert fake.args()[3:] == []
+        # The host folder behind the link must not reach ldconfig.
+        assert fake.args()[3:] == ["-f", _ldconfig.CONF_IN_CHILD]
+        assert fake.conf() == folders
 
 
 # --- which ldconfig ---------------------------------------------------------------------

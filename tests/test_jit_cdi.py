@@ -361,7 +361,7 @@ def test_modify_diff_names_the_mode(nvshim_ctl: str, host: Path, tmp_path: Path)
 
 
 def test_standin_hook_refuses_in_one_line() -> None:
-    from conftest import installed_script
+    from script_support import installed_script
 
     proc = subprocess.run(
         [installed_script("nvidia-container-runtime-hook"), "prestart"],

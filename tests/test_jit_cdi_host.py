@@ -17,7 +17,6 @@ from typing import Any
 import host_support
 import pytest
 import runc_support
-from conftest import installed_script
 
 from nvshim import NvshimError
 from nvshim.inventory import load_inventory
@@ -80,6 +79,29 @@ def _nodes(result: Any) -> list[str]:
 
 def _host_sources(result: Any) -> list[str]:
     return [m.get("source", "") for m in result.spec.raw.get("mounts", [])]
+
+
+def _bundle(folder: Path, env: list[str]) -> Path:
+    """A bundle folder whose config.json is a minimal spec with ``env`` added."""
+    from nvshim.testing import minimal_spec_dict
+
+    spec = minimal_spec_dict()
+    spec["process"]["env"] = [*spec["process"].get("env", []), *env]
+    folder.mkdir(parents=True)
+    (folder / "rootfs").mkdir()
+    (folder / "config.json").write_text(json.dumps(spec))
+    return folder
+
+
+def _nvshim_create(nvshim: str, bundle: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [nvshim, "create", "--bundle", str(bundle), "ctr"],
+        env={**os.environ, "NVSHIM_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 CONTROL = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
@@ -263,8 +285,6 @@ def test_same_config_as_cdi_mode_with_a_generated_file(
     nvshim_ctl: str,
     nvshim_exe: str,
 ) -> None:
-    from conftest import create_through_nvshim, make_bundle_dir, minimal_spec
-
     spec_dir = tmp_path / "cdi"
     spec_dir.mkdir()
     subprocess.run(
@@ -291,14 +311,13 @@ def test_same_config_as_cdi_mode_with_a_generated_file(
             ).replace('mode = "', 'runtimes = ["/bin/true"]\nmode = "')
         )
         for request in ("0", "all", "2:1", MIG_5_1):
-            spec = minimal_spec()
-            spec["process"]["env"] += [
-                f"NVIDIA_VISIBLE_DEVICES={request}",
-                "NVIDIA_DRIVER_CAPABILITIES=all",
-            ]
-            bundle = make_bundle_dir(tmp_path / f"{mode}-{request}", spec)
-            env = {**os.environ, "NVSHIM_CONFIG": str(config)}
-            results[mode, request] = create_through_nvshim(nvshim_exe, bundle, env)
+            bundle = _bundle(
+                tmp_path / f"{mode}-{request}",
+                [f"NVIDIA_VISIBLE_DEVICES={request}", "NVIDIA_DRIVER_CAPABILITIES=all"],
+            )
+            proc = _nvshim_create(nvshim_exe, bundle, config)
+            assert proc.returncode == 0, proc.stderr
+            results[mode, request] = json.loads((bundle / "config.json").read_text())
     for request in ("0", "all", "2:1", MIG_5_1):
         assert results["jit-cdi", request] == results["cdi", request], request
         assert results["cdi", request]["linux"]["devices"]
@@ -313,10 +332,13 @@ class Creator:
     """Creates through the ``nvshim`` executable: NVML is loaded once per process,
     and a second simulated host's library must live in processes of its own."""
 
-    def __init__(self, host: host_support.SimulatedHost, folder: Path, nvshim: str) -> None:
+    def __init__(
+        self, host: host_support.SimulatedHost, folder: Path, nvshim: str, ctl: str
+    ) -> None:
         self.host = host
         self.folder = folder
         self.nvshim = nvshim
+        self.ctl = ctl
         self.config = folder / "config.toml"
         self.config.write_text(
             _config(host.root).replace('mode = "', 'runtimes = ["/bin/true"]\nmode = "')
@@ -324,20 +346,9 @@ class Creator:
         self.count = 0
 
     def create(self, env: dict[str, str]) -> tuple[int, Any]:
-        from conftest import make_bundle_dir, minimal_spec
-
         self.count += 1
-        spec = minimal_spec()
-        spec["process"]["env"] += [f"{k}={v}" for k, v in env.items()]
-        bundle = make_bundle_dir(self.folder / f"bundle-{self.count}", spec)
-        proc = subprocess.run(
-            [self.nvshim, "create", "--bundle", str(bundle), "ctr"],
-            env={**os.environ, "NVSHIM_CONFIG": str(self.config)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        bundle = _bundle(self.folder / f"bundle-{self.count}", [f"{k}={v}" for k, v in env.items()])
+        proc = _nvshim_create(self.nvshim, bundle, self.config)
         if proc.returncode != 0:
             return proc.returncode, proc.stderr
         return 0, json.loads((bundle / "config.json").read_text())
@@ -345,7 +356,7 @@ class Creator:
     def inventory_cached(self) -> bool:
         proc = subprocess.run(
             [
-                installed_script("nvshim-ctl"),
+                self.ctl,
                 "cdi",
                 "inventory",
                 "--json",
@@ -475,7 +486,11 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_next_create_sees_the_change(
-    fresh: host_support.SimulatedHost, tmp_path: Path, nvshim_exe: str, scenario: str
+    fresh: host_support.SimulatedHost,
+    tmp_path: Path,
+    nvshim_exe: str,
+    nvshim_ctl: str,
+    scenario: str,
 ) -> None:
     before, change, env, seen = SCENARIOS[scenario]
     # Files the change edits must exist before the inventory is first built.
@@ -487,7 +502,7 @@ def test_next_create_sees_the_change(
         path = fresh.root / "proc/sys/kernel/random/boot_id"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("2b9c1a4e-boot-one\n")
-    creator = Creator(fresh, tmp_path, nvshim_exe)
+    creator = Creator(fresh, tmp_path, nvshim_exe, nvshim_ctl)
     _rc, outcome = creator.create(env)  # builds and caches the inventory
     assert not seen(outcome), "the request is already served before the change"
     assert creator.inventory_cached()
@@ -504,7 +519,7 @@ def test_next_create_sees_the_change(
 @pytest.mark.root
 @pytest.mark.runc
 def test_non_root_user_opens_its_node(
-    sim: host_support.SimulatedHost, cache: Path, tmp_path: Path
+    sim: host_support.SimulatedHost, cache: Path, tmp_path: Path, nvshim_exe: str
 ) -> None:
     runc_support.require_working_runtime(["runc"])
     check = (
@@ -522,7 +537,7 @@ def test_non_root_user_opens_its_node(
     config = tmp_path / "config.toml"
     config.write_text(_config(sim.root, "auto"))
     result = runc_support.run_container(
-        [installed_script("nvshim")],
+        [nvshim_exe],
         bundle,
         env={"NVSHIM_CONFIG": str(config), "NVSHIM_CACHE_DIR": str(cache)},
     )

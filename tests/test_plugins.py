@@ -196,18 +196,50 @@ def test_nvshim_ctl_plugins_lists_broken_plugins(nvshim_ctl: str, tmp_path: Path
     result = subprocess.run(
         [nvshim_ctl, "plugins", "--json"], env=env, capture_output=True, timeout=60
     )
-    assert result.returncode == 0, result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)["modifiers"]}
+    # Every create fails while a plugin is broken: the listing says so in its status.
+    assert result.returncode == 1, result.stderr
+    listing = json.loads(result.stdout)
+    rows = {row["name"]: row for row in listing["modifiers"]}
     assert rows["t-broken"]["status"].startswith("broken: cannot import nvshim_t_broken")
+    assert listing["problems"] == [
+        {
+            "plugin": "t-broken",
+            "distribution": "nvshim-t-broken",
+            "kind": "import",
+            "message": "cannot import nvshim_t_broken: SyntaxError: nope",
+        }
+    ]
     assert rows["t-broken"]["distribution"] == "nvshim-t-broken"
     for builtin in ("legacy-hook", "csv-discovery", "docker-gpus-detector", "cdi"):
         if builtin in rows:
             assert rows[builtin]["distribution"] == "nvshim"
-    text = subprocess.run(
-        [nvshim_ctl, "plugins"], env=env, capture_output=True, timeout=60
-    ).stdout.decode()
+    listed = subprocess.run([nvshim_ctl, "plugins"], env=env, capture_output=True, timeout=60)
+    assert listed.returncode == 1
+    text = listed.stdout.decode()
     assert text.splitlines()[0].split() == ["NAME", "ORDER", "DISTRIBUTION", "VERSION", "STATUS"]
     assert "t-broken" in text
+    assert b"disabled-modifiers" in listed.stderr
+
+
+def test_nvshim_ctl_plugins_exits_0_when_a_broken_plugin_is_disabled(
+    nvshim_ctl: str, tmp_path: Path
+) -> None:
+    site = write_plugin_distribution(
+        tmp_path / "site",
+        "nvshim-t-broken",
+        {"nvshim_t_broken": "raise SyntaxError('nope')\n"},
+        {"t-broken": "nvshim_t_broken"},
+    )
+    config = tmp_path / "config.toml"
+    config.write_text('[nvshim]\ndisabled-modifiers = ["t-broken"]\n')
+    env = {"PYTHONPATH": str(site), "NVSHIM_CONFIG": str(config)}
+    result = subprocess.run(
+        [nvshim_ctl, "plugins", "--json"], env=env, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    assert listing["problems"] == []
+    assert {row["name"]: row["status"] for row in listing["modifiers"]}["t-broken"] == "disabled"
 
 
 def test_pass_through_imports_nothing_heavy() -> None:

@@ -28,13 +28,19 @@ def _hooks_of(pm: object, plugin_name: str) -> list[str]:
 
 
 def run(namespace: argparse.Namespace) -> int:
-    """List modifiers; works even when plugins are broken."""
-    from nvshim.config import ConfigError, load_config
+    """List modifiers; works even when plugins are broken.
+
+    Exits 1 when any plugin has a problem: every create fails closed then
+    (a broken plugin might be a policy that must not be skipped), and this
+    is the command an admin runs to find out why.
+    """
+    from nvshim.config import load_config
+    from nvshim.errors import NvshimError
     from nvshim.runtime import load_modifiers
 
     try:
         config = load_config(namespace.config)
-    except ConfigError as exc:
+    except NvshimError as exc:
         sys.stderr.write(f"nvshim-ctl: {exc}\n")
         return 1
     pm, modifiers = load_modifiers(config)
@@ -65,11 +71,19 @@ def run(namespace: argparse.Namespace) -> int:
                 "hooks": _hooks_of(pm, plugin.name),
             }
         )
-    problems = [e for e in modifiers.errors if "is broken" not in e]
+    exit_status = 1 if modifiers.problems else 0
     if namespace.json:
-        json.dump({"modifiers": rows, "errors": list(modifiers.errors)}, sys.stdout, indent=2)
+        json.dump(
+            {
+                "modifiers": rows,
+                "errors": list(modifiers.errors),
+                "problems": [problem.to_json() for problem in modifiers.problems],
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
-        return 0
+        return exit_status
     header = ("NAME", "ORDER", "DISTRIBUTION", "VERSION", "STATUS")
     table = [header] + [
         (
@@ -85,6 +99,13 @@ def run(namespace: argparse.Namespace) -> int:
     for row in table:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]
         sys.stdout.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
-    for problem in problems:
-        sys.stdout.write(f"error: {problem}\n")
-    return 0
+    # A broken plugin shows in its row's status; the other problems below it.
+    for problem in modifiers.problems:
+        if not problem.broken:
+            sys.stdout.write(f"error: {problem.line}\n")
+    if exit_status:
+        sys.stderr.write(
+            "nvshim-ctl: creates fail while a plugin is broken; fix it, or name it in"
+            " [nvshim] disabled-modifiers\n"
+        )
+    return exit_status

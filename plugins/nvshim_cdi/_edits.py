@@ -7,7 +7,9 @@ other modifiers and validates the result.  The rules are CDI's
 name; a device node without type or major number takes them from the host
 node; a ``c``/``b`` node gets a cgroup allow rule with its ``permissions``
 (default ``rwm``); a node without an owner gets the container user's;
-additional GIDs skip 0; ``intelRdt`` replaces ``linux.intelRdt``.
+additional GIDs skip 0; ``intelRdt`` replaces ``linux.intelRdt``.  One rule
+is nvshim's own: a hook without ``env`` is written with a host ``PATH`` only
+(:data:`nvshim.records.DEFAULT_HOOK_ENV`), never without ``env``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import stat
 from typing import TYPE_CHECKING, Any
 
 from nvshim.modifier import ModifierError
-from nvshim.records import Device, Hook, Mount
+from nvshim.records import DEFAULT_HOOK_ENV, Device, Hook, Mount
 
 if TYPE_CHECKING:
     from nvshim.spec import Spec
@@ -118,8 +120,11 @@ def apply_edits(spec: Spec, edits: ContainerEdits, source: str) -> None:
             )
         )
     for hook in edits.hooks:
+        # A hook without env would get the container's from runc (its
+        # LD_PRELOAD, PATH ...): it gets a host PATH and nothing else.
+        env = DEFAULT_HOOK_ENV if hook.env is None else hook.env
         spec.add_hook(
-            hook.hook_name, Hook(hook.path, args=hook.args, env=hook.env, timeout=hook.timeout)
+            hook.hook_name, Hook(hook.path, args=hook.args, env=env, timeout=hook.timeout)
         )
     gids = [gid for gid in edits.additional_gids if gid != 0]
     if gids:

@@ -105,7 +105,9 @@ class CdiHook:
     hook_name: str  # hookName
     path: str
     args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
+    #: None when the spec gives no ``env`` (the hook then gets a host PATH
+    #: only); ``()`` for ``"env": []``.
+    env: Optional[tuple[str, ...]] = None
     timeout: Optional[int] = None
 
 
@@ -372,7 +374,7 @@ def _hook(check: _Checker, raw: Any, where: str) -> CdiHook:
         )
     path = check.host_path(data["path"], _join(where, "path"))
     args = check.strings(data.get("args"), _join(where, "args"))
-    env = check.env(data.get("env"), _join(where, "env"))
+    env = None if data.get("env") is None else check.env(data["env"], _join(where, "env"))
     timeout = None
     if data.get("timeout") is not None:
         timeout = check.integer(data["timeout"], _join(where, "timeout"), 1, _UINT32_MAX)

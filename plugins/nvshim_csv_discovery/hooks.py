@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nvshim._lookup import find_executable, is_executable
-from nvshim.records import Hook
+from nvshim.records import DEFAULT_HOOK_ENV, Hook
 
 if TYPE_CHECKING:
     from nvshim.config import Config
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: The whole environment of the hooks (runc passes a hook only its ``env``).
-HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+HOOK_ENV = DEFAULT_HOOK_ENV
 CTL_NAME = "nvshim-ctl"
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from nvshim._lookup import is_executable
 from nvshim.modifier import ModifierError
-from nvshim.records import Hook
+from nvshim.records import DEFAULT_HOOK_ENV, Hook
 
 if TYPE_CHECKING:
     from nvshim.config import Config
@@ -34,7 +34,7 @@ DEFAULT_HOOK_PATH = "/usr/bin/nvidia-container-runtime-hook"
 HOOK_BASENAMES = frozenset({HOOK_NAME, "nvidia-container-toolkit"})
 #: The hook's environment, set explicitly: runc gives a hook nothing but its
 #: ``env``, and nothing of the container's may reach a host program.
-HOOK_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",)
+HOOK_ENV = DEFAULT_HOOK_ENV
 
 
 
