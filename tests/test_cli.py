@@ -119,7 +119,8 @@ def test_create_modifies_then_execs(
     (call,) = fake_runtime.calls()
     assert call["argv"][1:] == args
     spec = json.loads((bundle / "config.json").read_text())
-    assert "MARKED=legacy" in spec["process"]["env"]
+    # mode auto on a host without NVIDIA's toolkit: jit-cdi (#14), as NVIDIA's v1.18+ runtime.
+    assert "MARKED=jit-cdi" in spec["process"]["env"]
 
 
 def test_create_without_bundle_flag_uses_the_working_directory(

@@ -344,8 +344,9 @@ def test_modify_diff_names_the_mode(nvshim_ctl: str, host: Path, tmp_path: Path)
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    first = proc.stdout.splitlines()[0]
-    assert first.startswith("mode: jit-cdi (auto:")
+    assert proc.stderr == "nvshim-ctl: mode jit-cdi: auto: default (devices generated just in time)\n"
+    assert proc.stdout.startswith("--- ")
+    assert "(mode jit-cdi: auto: default" in proc.stdout.splitlines()[1]
     assert '"/dev/nvidia2"' in proc.stdout
     config.write_text(
         _config(host, "legacy", '[nvidia-container-runtime-hook]\npath = "/bin/true"\n')
@@ -357,7 +358,8 @@ def test_modify_diff_names_the_mode(nvshim_ctl: str, host: Path, tmp_path: Path)
         env=os.environ.copy(),
         check=False,
     )
-    assert proc.stdout.splitlines()[0] == "mode: legacy (configured)"
+    assert proc.stderr == "nvshim-ctl: mode legacy: configured\n"
+    assert "(mode legacy: configured; after" in proc.stdout
 
 
 def test_standin_hook_refuses_in_one_line() -> None:

@@ -71,14 +71,15 @@ def run(namespace: argparse.Namespace) -> int:
         json.dump([change.to_json() for change in result.changes], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    # Which mode the container gets and why: text before a diff's first
-    # "---" line is ignored by patch and git apply.
-    sys.stdout.write(f"mode: {result.mode} ({result.mode_reason or 'configured'})\n")
+    # Which mode the container gets and why: on stderr, so that stdout stays
+    # a diff that patch and git apply take, and in the diff's "+++" label.
+    mode = f"mode {result.mode}: {result.mode_reason or 'configured'}"
+    sys.stderr.write(f"nvshim-ctl: {mode}\n")
     diff = difflib.unified_diff(
         _pretty(original),
         _pretty(result.spec.raw),
         fromfile=f"{config_json} (engine)",
-        tofile=f"{config_json} (after {', '.join(result.applied) or 'no modifier'})",
+        tofile=f"{config_json} ({mode}; after {', '.join(result.applied) or 'no modifier'})",
     )
     sys.stdout.writelines(diff)
     return 0
