@@ -66,13 +66,13 @@ def modify(spec: Spec, context: ModifierContext) -> None:
     """
     if context.mode not in ("cdi", "jit-cdi"):
         return
+    if context.mode == "jit-cdi" and not _only_named(spec, context):
+        return
     from nvshim_cdi._edits import apply_edits
     from nvshim_cdi._names import requested_devices
     from nvshim_cdi._registry import Registry, ResolveError
 
     names, source = requested_devices(spec, context)
-    if context.mode == "jit-cdi" and not _only_named(spec, context):
-        return
     names = [n for n in names if not n.startswith(AUTOMATIC_PREFIX)]
     if not names:
         context.logger.debug("cdi: the container asks for no device")

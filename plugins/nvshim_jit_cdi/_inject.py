@@ -24,6 +24,8 @@ def check_requirements(request: JitRequest, inventory: HostInventory, gpus: list
 
     :raises ModifierError: naming the requirement the host fails.
     """
+    if request.request.disable_require or not request.request.requirements:
+        return  # most containers: no need to import the requirement parser
     from nvshim.requirements import HostProperties, RequirementError, RequirementsNotMet
 
     base: dict[str, Any] = {
@@ -81,7 +83,9 @@ def inject_request(spec: Spec, context: ModifierContext, request: JitRequest) ->
     )
     names, gpus = select_devices(inventory, request.ids, request.source)
     check_requirements(request, inventory, gpus)
-    generated = jit_spec(inventory, request.request.capabilities, options.nvcdi_disable_hooks)
+    generated = jit_spec(
+        inventory, request.request.capabilities, options.nvcdi_disable_hooks, names
+    )
     inject(spec, generated, names, f"{AUTOMATIC_KIND} (generated just in time)")
     for mode in request.gated:
         gated = _gated_spec(mode, driver_root, inventory.dev_root)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from nvshim.inventory import GpuInfo, HostInventory
 from nvshim.modifier import ModifierError
@@ -119,14 +119,24 @@ def jit_spec(
     inventory: HostInventory,
     capabilities: Collection[str],
     disabled_hooks: Collection[str] = (),
+    names: Optional[Collection[str]] = None,
 ) -> dict[str, Any]:
     """The inventory's CDI spec with only the driver files of ``capabilities``.
 
     Mounts tagged with capabilities none of which is asked for are left out,
     with the ``create-symlinks`` links to them; hooks named in
-    ``disabled_hooks`` (or all of them for ``all``) are left out.
+    ``disabled_hooks`` (or all of them for ``all``) are left out.  With
+    ``names``, only those devices are kept (less to check on each create);
+    a spec needs one device, so ``all`` stays when none is named.
     """
-    spec = copy.deepcopy(inventory.spec)
+    source = inventory.spec
+    if names is not None:
+        wanted = set(names) or {"all"}
+        source = {
+            **source,
+            "devices": [d for d in source.get("devices", []) if d.get("name") in wanted],
+        }
+    spec = copy.deepcopy(source)
     edits = spec.setdefault("containerEdits", {})
     tags = inventory.capabilities
     mounts = edits.get("mounts") or []
