@@ -62,6 +62,8 @@ TARGETS = [
     ),
     Target("create +500 dists / create", "environment", "create +500 dists", "create (venv)", 1.10),
     Target("runc lifecycle nvshim / direct", "lifecycle", "via nvshim", "runc direct", 1.5),
+    # Issue #14: one GPU of the simulated 8-GPU host, host inventory cached.
+    Target("create jit-cdi / legacy", "jit-cdi", "create jit-cdi", "create legacy", 1.3),
     Target("runc lifecycle R / direct", "lifecycle", "via R", "runc direct", None),
 ]
 
@@ -121,7 +123,7 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
     reference_spec = shared / "reference-data" / "specs" / "docker-clone3.json"
     if not reference_spec.is_file():
         why = f"{reference_spec} is missing"
-        for case in ("create", "csv", "environment"):
+        for case in ("create", "csv", "environment", "jit-cdi"):
             skipped[case] = why
         return Plan(groups, rss, skipped)
     base = json.loads(reference_spec.read_text())
@@ -181,6 +183,10 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
         commands.append(create(label, bundle, (venv_python, nvshim)))
     groups.append(Group("environment", commands, legacy_env))
     rss.append(("create +20 plugins", commands[1], legacy_env))
+
+    from jit_cdi import add_jit_cdi_group
+
+    add_jit_cdi_group(work, nvshim, python, base, groups, skipped)
 
     reason = _runc_skip_reason()
     runc = shutil.which("runc")
