@@ -243,6 +243,14 @@ def _entries(folder: str, prefix: str = "") -> list[list[Any]]:
     return rows
 
 
+def _names(folder: str) -> list[str]:
+    """The sorted entry names of ``folder`` (bounded), ``[]`` when it cannot be read."""
+    try:
+        return sorted(os.listdir(folder))[:_MAX_ENTRIES]
+    except OSError:
+        return []
+
+
 def _tree(folder: str) -> list[str]:
     """The relative paths under ``folder`` (bounded; links not followed)."""
     found: list[str] = []
@@ -269,8 +277,11 @@ def inventory_key(
     nodes = _entries(dev, "nvidia")
     for row in list(nodes):
         if row[0].startswith("nvidia-caps") and stat.S_ISDIR(row[3]):
-            inner = _entries(os.path.join(dev, row[0]))
-            nodes.extend([[f"{row[0]}/{r[0]}", *r[1:]] for r in inner])
+            # A folder of capability nodes (hundreds on a MIG host): its names
+            # and its own stamp, which changes when a node is added, removed
+            # or made again with other numbers.
+            folder = os.path.join(dev, row[0])
+            nodes.append([f"{row[0]}/", _stamp(folder), _names(folder)])
     key: dict[str, Any] = {
         "version": INVENTORY_VERSION,
         "driver_root": driver_root,
