@@ -24,6 +24,15 @@ EXEC_SHIM = """import os, sys
 os.execv("{runtime}", ["{runtime}"] + sys.argv[1:])
 """
 
+#: ``F``: the same shim after importing what nvshim's design puts on every create.
+FLOOR_SHIM = "import attrs, pluggy\n" + EXEC_SHIM
+
+#: The CDI spec of the cdi case: 8 GPUs in the shape ``nvidia-ctk cdi generate
+#: --dev-root /run/nvidia/driver`` writes (YAML, about 14 KB).
+CDI_SPEC = Path(__file__).resolve().parent / "data" / "nvidia-cdi-8gpu.yaml"
+#: The driver root the CDI fixture names; the bench points it at a fake one.
+CDI_DRIVER_ROOT = "/run/nvidia/driver"
+
 #: A plugin that does something small and real on every create.
 PLUGIN_MODULE = '''"""Benchmark plugin {n}: sets one annotation."""
 from nvshim import Modifier, hookimpl
@@ -60,6 +69,20 @@ def write_exec_shim(path: Path, python: str, runtime: str = "/bin/true") -> Path
     return path
 
 
+def write_floor_shim(path: Path, python: str, runtime: str = "/bin/true") -> Path:
+    """Write ``F``: ``R`` after ``import attrs, pluggy`` (the floor of nvshim's create)."""
+    path.write_text(f"#!{python}\n" + FLOOR_SHIM.format(runtime=runtime))
+    path.chmod(0o755)
+    return path
+
+
+def write_sh_wrapper(path: Path, runtime: str) -> Path:
+    """The small ``#!/bin/sh`` wrapper each runtime runs behind in the podman case."""
+    path.write_text(f'#!/bin/sh\nexec {runtime} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
 def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
@@ -72,6 +95,7 @@ def write_config(
     hook: str = "/bin/true",
     csv_dir: Path | None = None,
     driver_root: Path | None = None,
+    cdi_dirs: Iterable[Path] = (),
 ) -> Path:
     """An nvshim config.toml for one case."""
     lines = [
@@ -87,6 +111,13 @@ def write_config(
         lines += [
             "[nvidia-container-runtime.modes.csv]",
             f"mount-spec-path = {_toml_str(str(csv_dir))}",
+            "",
+        ]
+    cdi_dirs = list(cdi_dirs)
+    if cdi_dirs:
+        lines += [
+            "[nvidia-container-runtime.modes.cdi]",
+            "spec-dirs = [" + ", ".join(_toml_str(str(d)) for d in cdi_dirs) + "]",
             "",
         ]
     if driver_root is not None:
@@ -190,6 +221,103 @@ def make_fake_jetson_root(root: Path, csv_dir: Path) -> Path:
             if not os.path.lexists(target):
                 target.symlink_to(real.name)
     return root
+
+
+def make_cdi_host(folder: Path, spec: Path = CDI_SPEC) -> Path:
+    """A CDI spec folder holding ``spec`` with its driver root moved under ``folder``.
+
+    Every device node the spec names is made (mknod, major 240; needs root)
+    under ``folder/driver/dev``, as a driver container leaves them under
+    /run/nvidia/driver; the libraries it mounts are empty files.  Returns the
+    spec folder (``folder/cdi``).
+    """
+    root = folder / "driver"
+    text = spec.read_text().replace(CDI_DRIVER_ROOT, str(root))
+    minor = 0
+    for line in text.splitlines():
+        key, _, value = line.strip().lstrip("- ").partition(": ")
+        if key != "hostPath" or not value.startswith(str(root)):
+            continue
+        target = Path(value)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            continue
+        if value.startswith(str(root / "dev")):
+            os.mknod(target, 0o666 | 0o020000, os.makedev(240, minor))
+            minor += 1
+        else:
+            target.write_bytes(b"")
+    spec_dir = folder / "cdi"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / spec.name).write_text(text)
+    return spec_dir
+
+
+def cdi_gpu_spec(base: dict[str, Any], count: int = 2) -> dict[str, Any]:
+    """``base`` asking for the first ``count`` GPUs of the CDI fixture by index."""
+    spec = copy.deepcopy(base)
+    env = spec.setdefault("process", {}).setdefault("env", [])
+    env += [
+        "NVIDIA_VISIBLE_DEVICES=" + ",".join(str(i) for i in range(count)),
+        "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+    ]
+    return spec
+
+
+def make_rootfs(rootfs: Path) -> Path | None:
+    """A minimal busybox rootfs; None without a static busybox."""
+    busybox = next((p for p in ("/bin/busybox", "/usr/bin/busybox") if os.path.isfile(p)), None)
+    if busybox is None:
+        return None
+    for sub in ("bin", "etc", "tmp", "dev", "proc", "sys", "root", "run"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(busybox, rootfs / "bin" / "busybox")
+    for applet in ("sh", "true", "echo", "sleep"):
+        if not os.path.lexists(rootfs / "bin" / applet):
+            (rootfs / "bin" / applet).symlink_to("busybox")
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:\n")
+    return rootfs
+
+
+def write_podman_conf(path: Path, env: dict[str, str]) -> Path:
+    """A containers.conf for the podman case: conmon gives the runtime's create ``env``."""
+    conmon_env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    conmon_env += [f"{k}={v}" for k, v in env.items()]
+    path.write_text(
+        "[containers]\n"
+        "default_sysctls = []\n\n"
+        "[engine]\n"
+        'cgroup_manager = "cgroupfs"\n'
+        'events_logger = "file"\n'
+        f"conmon_env_vars = {json.dumps(conmon_env)}\n"
+    )
+    return path
+
+
+def make_jit_cdi_host(folder: Path, python: str) -> dict[str, str] | str:
+    """The environment of a create in jit-cdi mode on a simulated GPU host, or why not.
+
+    A hook for the jit-cdi row (issue #14): it runs once nvshim has a
+    ``jit-cdi`` modifier and this function builds the simulated 8-GPU host
+    (fake driver root and NVML) that the modifier reads; until then it says
+    why the row is skipped.
+    """
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            "import importlib.metadata as m, sys;"
+            "eps = m.entry_points(group='nvshim');"
+            "sys.exit(0 if any(e.name == 'jit-cdi' for e in eps) else 1)",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode != 0:
+        return "nvshim has no jit-cdi modifier"
+    return "no simulated GPU host for jit-cdi in the bench yet"
 
 
 def _site_packages(python: str) -> str:

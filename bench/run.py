@@ -51,21 +51,42 @@ class Target:
 
 
 TARGETS = [
-    Target("pass-through / R", "startup", "nvshim state", "R", 1.15),
+    Target("pass-through / R", "startup", "nvshim state", "R", 1.10),
+    Target("F / R", "startup", "F", "R", None),
     Target("R / python -I -S", "startup", "R", "python -I -S", None),
     Target("python -I -S / true", "startup", "python -I -S", "/bin/true", None),
-    Target("create legacy / R", "create", "create legacy", "R", 2.5),
+    Target("create legacy / F", "create", "create legacy", "F", 1.30),
     Target("create large spec / create", "create", "create large", "create legacy", 1.5),
-    Target("create csv (Orin) / R", "csv", "create csv", "R", 3.0),
-    Target(
-        "create +20 plugins / create", "environment", "create +20 plugins", "create (venv)", 1.30
-    ),
-    Target("create +500 dists / create", "environment", "create +500 dists", "create (venv)", 1.10),
-    Target("runc lifecycle nvshim / direct", "lifecycle", "via nvshim", "runc direct", 1.5),
-    # Issue #14: one GPU of the simulated 8-GPU host, host inventory cached.
-    Target("create jit-cdi / legacy", "jit-cdi", "create jit-cdi", "create legacy", 1.3),
+    Target("create csv (Orin) / F", "csv", "create csv", "F", 1.60),
+    Target("create cdi (8-GPU YAML, 2 GPUs) / F", "cdi", "create cdi", "F", 1.35),
+    Target("create jit-cdi (warm) / legacy", "jit-cdi", "create jit-cdi", "create legacy", 1.30),
+    Target("podman run nvshim / runc", "podman", "podman via nvshim", "podman via runc", 1.55),
+    Target("runc lifecycle nvshim / direct", "lifecycle", "via nvshim", "runc direct", None),
     Target("runc lifecycle R / direct", "lifecycle", "via R", "runc direct", None),
 ]
+#: Every create case again in venvs with more installed: (group, case label).
+ENVIRONMENT_CASES = (
+    ("environment", "legacy"),
+    ("environment-csv", "csv"),
+    ("environment-cdi", "cdi"),
+)
+for _group, _case in ENVIRONMENT_CASES:
+    TARGETS += [
+        Target(
+            f"create {_case} +20 plugins / same",
+            _group,
+            f"{_case} +20 plugins",
+            f"{_case} (venv)",
+            1.30,
+        ),
+        Target(
+            f"create {_case} +500 dists / same",
+            _group,
+            f"{_case} +500 dists",
+            f"{_case} (venv)",
+            1.10,
+        ),
+    ]
 
 RSS_LIMIT_MB = 40.0
 #: More than nvshim._epcache.RACY_SECONDS: the cache is not written sooner.
@@ -91,12 +112,17 @@ def _runc_skip_reason() -> str | None:
     return None
 
 
+def _root_skip_reason(what: str) -> str | None:
+    return None if os.geteuid() == 0 else f"{what} needs root (mknod)"
+
+
 def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
     """Write every fixture under ``work`` and return what to measure."""
     skipped: dict[str, str] = {}
     groups: list[Group] = []
     rss: list[tuple[str, Command, dict[str, str]]] = []
     shim = str(fixtures.write_exec_shim(work / "R", python))
+    floor = str(fixtures.write_floor_shim(work / "F", python))
     legacy_cfg = str(fixtures.write_config(work / "legacy.toml"))
     legacy_env = {"NVSHIM_CONFIG": legacy_cfg}
 
@@ -107,6 +133,9 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
             fixtures.restore_command(bundle),
         )
 
+    def floor_of(bundle: Path) -> Command:
+        return Command("F", [floor, "create", "--bundle", str(bundle), "bench-ctr"])
+
     groups.append(
         Group(
             "startup",
@@ -114,6 +143,7 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
                 Command("/bin/true", ["/bin/true"]),
                 Command("python -I -S", [python, "-I", "-S", "-c", "pass"]),
                 Command("R", [shim, "state", "x"]),
+                Command("F", [floor, "state", "x"]),
                 Command("nvshim state", [nvshim, "state", "x"]),
             ],
             legacy_env,
@@ -123,8 +153,10 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
     reference_spec = shared / "reference-data" / "specs" / "docker-clone3.json"
     if not reference_spec.is_file():
         why = f"{reference_spec} is missing"
-        for case in ("create", "csv", "environment", "jit-cdi"):
+        for case in ("create", "csv", "cdi", "jit-cdi", "podman"):
             skipped[case] = why
+        for group_name, _case in ENVIRONMENT_CASES:
+            skipped[group_name] = why
         return Plan(groups, rss, skipped)
     base = json.loads(reference_spec.read_text())
     legacy_bundle = fixtures.write_bundle(work / "legacy", fixtures.gpu_spec(base))
@@ -133,89 +165,200 @@ def build_plan(work: Path, nvshim: str, python: str, shared: Path) -> Plan:
     groups.append(
         Group(
             "create",
-            [
-                Command("R", [shim, "create", "--bundle", str(legacy_bundle), "bench-ctr"]),
-                legacy_create,
-                create("create large", large_bundle),
-            ],
+            [floor_of(legacy_bundle), legacy_create, create("create large", large_bundle)],
             legacy_env,
         )
     )
     rss.append(("create legacy", legacy_create, legacy_env))
 
+    # Each create case: (label, its config's environment, the spec to create).
+    cases: list[tuple[str, dict[str, str], dict[str, Any]]] = [
+        ("legacy", legacy_env, fixtures.gpu_spec(base))
+    ]
     orin = shared / "reference-data" / "csv" / "orin"
-    if os.geteuid() != 0:
-        skipped["csv"] = "the fake Jetson root needs root (mknod)"
-    elif not orin.is_dir():
-        skipped["csv"] = f"{orin} is missing"
+    why_not = _root_skip_reason("the fake Jetson root")
+    if why_not is None and not orin.is_dir():
+        why_not = f"{orin} is missing"
+    if why_not is not None:
+        skipped["csv"] = skipped["environment-csv"] = why_not
     else:
         fake_root = fixtures.make_fake_jetson_root(work / "jetson-root", orin)
-        csv_cfg = fixtures.write_config(
-            work / "csv.toml", mode="csv", csv_dir=orin, driver_root=fake_root
-        )
+        csv_env = {
+            "NVSHIM_CONFIG": str(
+                fixtures.write_config(
+                    work / "csv.toml", mode="csv", csv_dir=orin, driver_root=fake_root
+                )
+            )
+        }
         csv_bundle = fixtures.write_bundle(work / "csv", fixtures.gpu_spec(base))
         csv_create = create("create csv", csv_bundle)
+        groups.append(Group("csv", [floor_of(csv_bundle), csv_create], csv_env))
+        rss.append(("create csv", csv_create, csv_env))
+        cases.append(("csv", csv_env, fixtures.gpu_spec(base)))
+
+    why_not = _root_skip_reason("the CDI spec's device nodes")
+    if why_not is not None:
+        skipped["cdi"] = skipped["environment-cdi"] = why_not
+    else:
+        spec_dir = fixtures.make_cdi_host(work / "cdi-host")
+        cdi_env = {
+            "NVSHIM_CONFIG": str(
+                fixtures.write_config(work / "cdi.toml", mode="cdi", cdi_dirs=[spec_dir])
+            )
+        }
+        cdi_bundle = fixtures.write_bundle(work / "cdi", fixtures.cdi_gpu_spec(base))
+        cdi_create = create("create cdi", cdi_bundle)
+        groups.append(Group("cdi", [floor_of(cdi_bundle), cdi_create], cdi_env))
+        rss.append(("create cdi", cdi_create, cdi_env))
+        cases.append(("cdi", cdi_env, fixtures.cdi_gpu_spec(base)))
+
+    jit = fixtures.make_jit_cdi_host(work / "jit-cdi-host", python)
+    if isinstance(jit, str):
+        skipped["jit-cdi"] = jit
+    else:
+        jit_bundle = fixtures.write_bundle(work / "jit-cdi", fixtures.cdi_gpu_spec(base, 1))
+        # Both creates run under the jit-cdi host's environment, with their own config.
+        pairs = [f"{k}={v}" for k, v in {**jit, **legacy_env}.items()]
         groups.append(
             Group(
-                "csv",
+                "jit-cdi",
                 [
-                    Command("R", [shim, "create", "--bundle", str(csv_bundle), "bench-ctr"]),
-                    csv_create,
+                    Command(
+                        "create legacy",
+                        ["env", *pairs, nvshim, "create", "--bundle", str(legacy_bundle), "x"],
+                        fixtures.restore_command(legacy_bundle),
+                    ),
+                    create("create jit-cdi", jit_bundle),
                 ],
-                {"NVSHIM_CONFIG": str(csv_cfg)},
+                jit,
             )
         )
-        rss.append(("create csv", csv_create, {"NVSHIM_CONFIG": str(csv_cfg)}))
 
-    # Three venvs that differ only in what else is installed.
-    commands = []
-    for label, extra in (
-        ("create (venv)", None),
-        ("create +20 plugins", "plugins"),
-        ("create +500 dists", "dists"),
-    ):
-        venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra or 'base'}", python)
+    _environment_groups(work, nvshim, python, cases, groups, rss)
+    groups += _podman_group(work, nvshim, skipped)
+    groups += _lifecycle_group(work, nvshim, python, skipped)
+    return Plan(groups, rss, skipped)
+
+
+def _environment_groups(
+    work: Path,
+    nvshim: str,
+    python: str,
+    cases: list[tuple[str, dict[str, str], dict[str, Any]]],
+    groups: list[Group],
+    rss: list[tuple[str, Command, dict[str, str]]],
+) -> None:
+    """Every create case in three venvs that differ only in what else is installed."""
+    venvs = []
+    for extra in ("base", "plugins", "dists"):
+        venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra}", python)
+        # csv mode's hooks name nvshim-ctl beside the interpreter, as an install has it.
+        ctl = Path(nvshim).with_name("nvshim-ctl")
+        if ctl.is_file():
+            (Path(venv_python).parent / "nvshim-ctl").symlink_to(ctl)
         if extra == "plugins":
             fixtures.add_plugins(site, 20, venv_python)
         elif extra == "dists":
             fixtures.add_distributions(site, 500)
-        bundle = fixtures.write_bundle(work / f"bundle-{extra or 'base'}", fixtures.gpu_spec(base))
-        commands.append(create(label, bundle, (venv_python, nvshim)))
-    groups.append(Group("environment", commands, legacy_env))
-    rss.append(("create +20 plugins", commands[1], legacy_env))
+        venvs.append((extra, venv_python))
+    labels = {"base": "(venv)", "plugins": "+20 plugins", "dists": "+500 dists"}
+    for case, env, spec in cases:
+        commands = []
+        for extra, venv_python in venvs:
+            bundle = fixtures.write_bundle(work / f"bundle-{case}-{extra}", spec)
+            commands.append(
+                Command(
+                    f"{case} {labels[extra]}",
+                    [venv_python, nvshim, "create", "--bundle", str(bundle), "bench-ctr"],
+                    fixtures.restore_command(bundle),
+                )
+            )
+        name = "environment" if case == "legacy" else f"environment-{case}"
+        groups.append(Group(name, commands, env))
+        rss.append((f"{case} +20 plugins", commands[1], env))
 
-    from jit_cdi import add_jit_cdi_group
 
-    add_jit_cdi_group(work, nvshim, python, base, groups, skipped)
+def _podman_group(work: Path, nvshim: str, skipped: dict[str, str]) -> list[Group]:
+    """``podman run --rm`` of a busybox rootfs, GPU requested, through runc and through nvshim.
 
+    Each runtime runs behind the same ``#!/bin/sh`` wrapper; nvshim is in
+    legacy mode with runc as its runtime and a stand-in hook that only exits 0.
+    Podman calls the runtime for create, start and delete.
+    """
+    podman = shutil.which("podman")
+    runc = shutil.which("runc")
+    if podman is None:
+        skipped["podman"] = "podman is not installed"
+        return []
+    if os.geteuid() != 0:
+        skipped["podman"] = "podman with private storage needs root here"
+        return []
+    if runc is None:
+        skipped["podman"] = "runc is not installed"
+        return []
+    folder = work / "podman"
+    if len(str(folder / "run")) > 50:
+        skipped["podman"] = f"podman refuses a runroot over 50 characters ({folder}/run)"
+        return []
+    rootfs = fixtures.make_rootfs(folder / "rootfs")
+    if rootfs is None:
+        skipped["podman"] = "busybox-static is not installed"
+        return []
+    hook = folder / "stand-in-hook"
+    hook.write_text("#!/bin/sh\nexit 0\n")
+    hook.chmod(0o755)
+    cfg = fixtures.write_config(folder / "nvshim.toml", runtimes=[runc], hook=str(hook))
+    env = {"NVSHIM_CONFIG": str(cfg), "NVSHIM_CACHE_DIR": str(work / "cache")}
+    conf = fixtures.write_podman_conf(folder / "containers.conf", env)
+    wrappers = {
+        "runc": fixtures.write_sh_wrapper(folder / "via-runc", runc),
+        "nvshim": fixtures.write_sh_wrapper(folder / "via-nvshim", nvshim),
+    }
+    storage = [
+        *("--root", str(folder / "storage"), "--runroot", str(folder / "run")),
+        *("--tmpdir", str(folder / "tmp")),
+    ]
+    run_args = [
+        *("run", "--rm", "--network", "none"),
+        *("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"),
+        *("-e", "NVIDIA_VISIBLE_DEVICES=all", "-e", "NVIDIA_DRIVER_CAPABILITIES=compute,utility"),
+        *("--rootfs", str(rootfs), "/bin/true"),
+    ]
+    commands = [
+        Command(f"podman via {name}", [podman, *storage, "--runtime", str(path), *run_args])
+        for name, path in wrappers.items()
+    ]
+    return [Group("podman", commands, {"CONTAINERS_CONF": str(conf), **env})]
+
+
+def _lifecycle_group(work: Path, nvshim: str, python: str, skipped: dict[str, str]) -> list[Group]:
     reason = _runc_skip_reason()
     runc = shutil.which("runc")
     if reason is not None or runc is None:
         skipped["lifecycle"] = reason or "runc is not installed"
-    else:
-        busybox_bundle = fixtures.make_busybox_bundle(work / "busybox", runc, ["true"])
-        if busybox_bundle is None:
-            skipped["lifecycle"] = "busybox-static is not installed"
-        else:
-            runc_cfg = fixtures.write_config(work / "runc.toml", runtimes=[runc])
-            state = work / "runc-state"
-            # The floor of any Python shim: three bare interpreter starts more.
-            r_runc = str(fixtures.write_exec_shim(work / "R-runc", python, runc))
-            groups.append(
-                Group(
-                    "lifecycle",
-                    [
-                        Command(name, ["sh", "-c", _lifecycle_script(rt, state, busybox_bundle)])
-                        for name, rt in (
-                            ("runc direct", runc),
-                            ("via R", r_runc),
-                            ("via nvshim", nvshim),
-                        )
-                    ],
-                    {"NVSHIM_CONFIG": str(runc_cfg)},
+        return []
+    busybox_bundle = fixtures.make_busybox_bundle(work / "busybox", runc, ["true"])
+    if busybox_bundle is None:
+        skipped["lifecycle"] = "busybox-static is not installed"
+        return []
+    runc_cfg = fixtures.write_config(work / "runc.toml", runtimes=[runc])
+    state = work / "runc-state"
+    # The floor of any Python shim: three bare interpreter starts more.
+    r_runc = str(fixtures.write_exec_shim(work / "R-runc", python, runc))
+    return [
+        Group(
+            "lifecycle",
+            [
+                Command(name, ["sh", "-c", _lifecycle_script(rt, state, busybox_bundle)])
+                for name, rt in (
+                    ("runc direct", runc),
+                    ("via R", r_runc),
+                    ("via nvshim", nvshim),
                 )
-            )
-    return Plan(groups, rss, skipped)
+            ],
+            {"NVSHIM_CONFIG": str(runc_cfg)},
+        )
+    ]
 
 
 def _use_cache_dir(plan: Plan, cache_dir: str) -> None:

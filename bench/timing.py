@@ -76,6 +76,9 @@ class BenchError(RuntimeError):
 
 def _environ(extra: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
+    # A host saves byte code (pip compiles on install); without it, an editable
+    # nvshim given with --nvshim would time the compiler on every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(extra)
     return env
 

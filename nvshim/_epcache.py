@@ -27,12 +27,12 @@ here ever fails a create: any problem means a scan, as without a cache.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import stat
 import sys
 import time
+
+from nvshim._cachefile import cache_dir, read_json, usable_dir, write_json
 
 # typing is already imported on the create path, but this module must not
 # need it at run time.  mypy knows this name.
@@ -98,17 +98,6 @@ class CachedEntryPoint:
         return f"CachedEntryPoint(name={self.name!r}, value={self.value!r}, dist={self.dist!r})"
 
 
-def cache_dir(environ: Mapping[str, str] | None = None) -> str | None:
-    """The cache folder, or None when caching is off (``NVSHIM_CACHE_DIR=``)."""
-    env = os.environ if environ is None else environ
-    if "NVSHIM_CACHE_DIR" in env:
-        return env["NVSHIM_CACHE_DIR"] or None
-    if os.geteuid() == 0:
-        return "/var/cache/nvshim"
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "nvshim")
-
-
 def _stamp(path: str) -> list[int] | None:
     """What changes when ``path`` changes: [mtime_ns, inode, device], None if absent."""
     try:
@@ -129,33 +118,6 @@ def _file_name(key: list[Any]) -> str:
     return f"entry-points-{digest:08x}.json"
 
 
-def _safe(st: os.stat_result) -> bool:
-    """Owned by us and writable by nobody else."""
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
-
-
-def _read(path: str) -> Any:
-    """The parsed cache file, or None if absent, unsafe or unreadable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not _safe(st) or not stat.S_ISREG(st.st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
 def _valid(content: Any, key: list[Any]) -> list[CachedEntryPoint] | None:
     """The cached entry points if ``content`` is for ``key`` and still current."""
     if not isinstance(content, dict) or content.get("key") != key:
@@ -171,32 +133,6 @@ def _valid(content: Any, key: list[Any]) -> list[CachedEntryPoint] | None:
         return [CachedEntryPoint(*row) for row in rows]
     except TypeError:
         return None
-
-
-def _write(folder: str, name: str, content: dict[str, Any]) -> None:
-    """Write the cache file atomically (0600); give up quietly on any error."""
-    try:
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        if not _safe(os.stat(folder)):
-            return
-        data = json.dumps(content, separators=(",", ":")).encode("utf-8", "surrogateescape")
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            os.replace(tmp, os.path.join(folder, name))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except (OSError, ValueError):
-        pass
 
 
 def entry_points(
@@ -218,15 +154,10 @@ def entry_points(
     key = _key(group, paths)
     folder = cache_dir(environ)
     name = _file_name(key)
-    if folder is not None:
-        try:
-            folder_ok = _safe(os.stat(folder))
-        except OSError:
-            folder_ok = False
-        if folder_ok:
-            cached = _valid(_read(os.path.join(folder, name)), key)
-            if cached is not None:
-                return cached
+    if folder is not None and usable_dir(folder):
+        cached = _valid(read_json(os.path.join(folder, name)), key)
+        if cached is not None:
+            return cached
     # Stamps first: a change made during the scan then shows at the next call.
     stamps: list[list[Any]] = [[p, _stamp(p)] for p in paths]
     rows = scan()
@@ -244,5 +175,5 @@ def entry_points(
         "stamps": stamps,
         "entry_points": [list(row[:5]) for row in rows],
     }
-    _write(folder, name, content)
+    write_json(folder, name, content)
     return result

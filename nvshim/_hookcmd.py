@@ -120,6 +120,13 @@ def _build_parser() -> _Parser:
         metavar="TARGET::LINK",
         help="the link to make (repeatable)",
     )
+    # Parsed by its own module (nvshim._cudacompat); listed for --help and hook_names().
+    hooks.add_parser(
+        "enable-cuda-compat",
+        help="list the container's CUDA forward-compat libraries in its ld.so.conf.d "
+        "when they are newer than the host driver",
+        add_help=False,
+    )
     return parser
 
 

@@ -90,8 +90,9 @@ _CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _UINT32_MAX = 2**32 - 1
 # Go's golang.org/x/mod/semver: `v`, 1 to 3 numbers without leading zeros,
-# pre-release and build only after all three.
-_GO_SEMVER_RE = re.compile(
+# pre-release and build only after all three.  Compiled on first use (by re's
+# cache): only a container with CUDA_VERSION needs it.
+_GO_SEMVER = (
     r"v?(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*)"
     r"(?:\.(?:0|[1-9][0-9]*)"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?"
@@ -329,7 +330,7 @@ def _major_minor(version: str) -> str | None:
 
     ``None`` unless it is a Go semver whose major and minor fit 32 bits.
     """
-    match = _GO_SEMVER_RE.fullmatch(version)
+    match = re.fullmatch(_GO_SEMVER, version)
     if match is None:
         return None
     major, minor = int(match.group(1)), int(match.group(2) or 0)

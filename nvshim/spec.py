@@ -421,12 +421,16 @@ class Spec:
             raise TypeError(f"add_mount() takes a Mount, not {type(mount).__name__}")
         mounts: list[dict[str, Any]] = self._section("mounts", default=list)
         entry = to_json(mount)
-        for i, existing in enumerate(mounts):
-            if existing.get("destination") == mount.destination:
-                if existing != entry and not _same_record(Mount, existing, mount):
-                    mounts[i] = entry
-                    self._record("mount", mount.destination, "replace", existing, entry)
-                return
+        # A list of keys, then a search in C: csv mode adds hundreds of mounts,
+        # and a Python loop over the list for each was most of its create.
+        destinations = [m.get("destination") for m in mounts]
+        if mount.destination in destinations:
+            i = destinations.index(mount.destination)
+            existing = mounts[i]
+            if existing != entry and not _same_record(Mount, existing, mount):
+                mounts[i] = entry
+                self._record("mount", mount.destination, "replace", existing, entry)
+            return
         mounts.append(entry)
         self._record("mount", mount.destination, "add", None, entry)
 
@@ -462,12 +466,13 @@ class Spec:
             raise TypeError(f"add_device() takes a Device, not {type(device).__name__}")
         devices: list[dict[str, Any]] = self._section("linux", "devices", default=list)
         entry = to_json(device)
-        for i, existing in enumerate(devices):
-            if existing.get("path") == device.path:
-                if existing != entry and not _same_record(Device, existing, device):
-                    devices[i] = entry
-                    self._record("device", device.path, "replace", existing, entry)
-                break
+        paths = [d.get("path") for d in devices]  # as in add_mount
+        if device.path in paths:
+            i = paths.index(device.path)
+            existing = devices[i]
+            if existing != entry and not _same_record(Device, existing, device):
+                devices[i] = entry
+                self._record("device", device.path, "replace", existing, entry)
         else:
             devices.append(entry)
             self._record("device", device.path, "add", None, entry)

@@ -21,7 +21,6 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ SIM_LIBRARIES = (
     ("libEGL_nvidia.so", "libEGL_nvidia.so.0"),
     ("libGLX_nvidia.so", "libGLX_nvidia.so.0"),
     ("libnvidia-cfg.so", "libnvidia-cfg.so.1"),
+    ("libnvidia-allocator.so", "libnvidia-allocator.so.1"),
 )
 
 
@@ -74,7 +74,7 @@ def _looks_like_link(path: Path) -> str | None:
 def copy_reference_root(name: str, dest: Path) -> Path:
     """A writable copy of reference root ``name`` at ``dest``, links restored."""
     shutil.copytree(reference_root(name), dest, symlinks=True)
-    for folder, dirs, files in os.walk(dest):
+    for folder, _dirs, files in os.walk(dest):
         os.chmod(folder, 0o755)
         for item in files:
             path = Path(folder) / item
@@ -128,8 +128,16 @@ def compile_library(output: Path, soname: str, source: Path | None = None) -> Pa
         source = output.parent / f".{output.name}.c"
         source.write_text(f'const char *nvshim_fake_library = "{soname}";\n')
     subprocess.run(
-        [compiler(), "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(output), str(source),
-         "-ldl"],
+        [
+            compiler(),
+            "-shared",
+            "-fPIC",
+            f"-Wl,-soname,{soname}",
+            "-o",
+            str(output),
+            str(source),
+            "-ldl",
+        ],
         check=True,
         capture_output=True,
     )
@@ -199,8 +207,9 @@ def build_simulated_host(root: Path, inventory_path: Path = DGXA100) -> Simulate
     """Build the simulated host at ``root`` (needs root for mknod and ``ldconfig -r``)."""
     if os.geteuid() != 0:
         pytest.skip("the simulated GPU host needs root (mknod, ldconfig -r)")
-    ldconfig = next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)),
-                    None)
+    ldconfig = next(
+        (p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if os.access(p, os.X_OK)), None
+    )
     if ldconfig is None:
         pytest.skip("no ldconfig to build the simulated host's ld.so.cache")
     inventory = json.loads(inventory_path.read_text())
@@ -279,5 +288,14 @@ def hook_args(spec: dict[str, Any], name: str) -> list[str] | None:
     return None
 
 
-def all_strings(items: Iterable[Any]) -> bool:
-    return all(isinstance(i, str) for i in items)
+def put_file(path: Path, data: bytes = b"") -> Path:
+    """A regular file at ``path`` (parents made), standing for a node where mknod is not allowed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def simulated_host(tmp_path_factory: pytest.TempPathFactory) -> SimulatedHost:
+    """One simulated dgxa100 host for the session (built once: compiling takes a while)."""
+    return build_simulated_host(tmp_path_factory.mktemp("simhost") / "root")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +82,62 @@ def test_exec_shim_and_interpreter_of(tmp_path: Path) -> None:
     assert len(shim.read_text().splitlines()) == 3
 
 
+def test_floor_shim_imports_attrs_and_pluggy_then_execs(tmp_path: Path) -> None:
+    shim = fixtures.write_floor_shim(tmp_path / "F", sys.executable, "/bin/echo")
+    lines = shim.read_text().splitlines()
+    # R's three lines after the #! line's interpreter, with the imports first.
+    assert lines[1] == "import attrs, pluggy"
+    r_shim = fixtures.write_exec_shim(tmp_path / "R", sys.executable, "/bin/echo")
+    assert lines[2:] == r_shim.read_text().splitlines()[1:]
+    assert lines[0] == f"#!{sys.executable}"
+    out = subprocess.run([str(shim), "x"], capture_output=True, text=True, check=True)
+    assert out.stdout == "x\n"
+
+
+def test_cdi_fixture_is_an_8_gpu_spec_of_about_14_kb() -> None:
+    text = fixtures.CDI_SPEC.read_text()
+    assert 13_000 <= len(text.encode()) <= 16_000
+    import yaml
+
+    data = yaml.safe_load(text)
+    assert data["kind"] == "nvidia.com/gpu"
+    names = [d["name"] for d in data["devices"]]
+    assert names == [str(i) for i in range(8)] + ["all"]
+    assert all(
+        m["hostPath"].startswith(fixtures.CDI_DRIVER_ROOT) for m in data["containerEdits"]["mounts"]
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_cdi_host_moves_the_driver_root_and_makes_the_nodes(tmp_path: Path) -> None:
+    spec_dir = fixtures.make_cdi_host(tmp_path / "host")
+    text = (spec_dir / fixtures.CDI_SPEC.name).read_text()
+    assert fixtures.CDI_DRIVER_ROOT not in text
+    for i in range(8):
+        assert stat.S_ISCHR((tmp_path / f"host/driver/dev/nvidia{i}").lstat().st_mode)
+    assert (tmp_path / "host/driver/usr/bin/nvidia-smi").is_file()
+
+
+def test_sh_wrapper_passes_arguments(tmp_path: Path) -> None:
+    wrapper = fixtures.write_sh_wrapper(tmp_path / "w", "/bin/echo")
+    assert wrapper.read_text().startswith("#!/bin/sh\n")
+    out = subprocess.run([str(wrapper), "a b", "c"], capture_output=True, text=True, check=True)
+    assert out.stdout == "a b c\n"
+
+
+def test_every_create_case_has_environment_targets() -> None:
+    labels = {t.label: t for t in run.TARGETS}
+    for case in ("legacy", "csv", "cdi"):
+        assert labels[f"create {case} +20 plugins / same"].limit == 1.30
+        assert labels[f"create {case} +500 dists / same"].limit == 1.10
+    assert labels["create legacy / F"].limit == 1.30
+    assert labels["create csv (Orin) / F"].limit == 1.60
+    assert labels["create cdi (8-GPU YAML, 2 GPUs) / F"].limit == 1.35
+    assert labels["podman run nvshim / runc"].limit == 1.55
+    assert labels["create jit-cdi (warm) / legacy"].limit == 1.30
+    assert labels["pass-through / R"].limit == 1.10
+
+
 def test_large_spec_has_the_sizes_the_issue_names() -> None:
     spec = fixtures.large_spec({"process": {"env": ["PATH=/bin"]}, "mounts": []})
     assert len(spec["mounts"]) == 2000
@@ -129,14 +188,22 @@ def test_ratio_rows_and_verdicts() -> None:
             "/bin/true": m("/bin/true", [0.001, 0.001]),
             "python -I -S": m("python -I -S", [0.01, 0.01]),
             "R": m("R", [0.02, 0.02]),
+            "F": m("F", [0.06, 0.06]),
             "nvshim state": m("nvshim state", [0.022, 0.021]),
-        }
+        },
+        "create": {
+            "F": m("F", [0.06, 0.05]),
+            "create legacy": m("create legacy", [0.08, 0.07]),
+        },
     }
-    rows = {r["label"]: r for r in run._ratio_rows(results, {"create": "why"})}
+    rows = {r["label"]: r for r in run._ratio_rows(results, {"csv": "why"})}
     assert rows["pass-through / R"]["median_ratio"] == pytest.approx(1.075)
     assert rows["pass-through / R"]["ok"] is True
+    assert rows["F / R"]["median_ratio"] == pytest.approx(3.0)
     assert rows["R / python -I -S"]["ok"] is None
-    assert rows["create legacy / R"]["skipped"] == "why"
+    assert rows["create legacy / F"]["median_ratio"] == pytest.approx(0.075 / 0.055)
+    assert rows["create legacy / F"]["ok"] is False  # 1.36 > 1.30
+    assert rows["create csv (Orin) / F"]["skipped"] == "why"
 
 
 def test_bench_plugins_are_byte_compiled(tmp_path: Path) -> None:
@@ -180,3 +247,54 @@ def test_hyperfine_rounds_split_the_runs(tmp_path: Path) -> None:
     # round 2: the same; the order rotates: a first, then b first, then a again.
     first_of_each_round = [lines[2], lines[2 + 6], lines[2 + 6 + 6]]
     assert first_of_each_round == ["a", "b", "a"]
+
+
+def test_podman_case_puts_each_runtime_behind_the_same_wrapper(tmp_path: Path) -> None:
+    skipped: dict[str, str] = {}
+    groups = run._podman_group(tmp_path, "/opt/nvshim/bin/nvshim", skipped)
+    if not groups:
+        pytest.skip(skipped["podman"])
+    (group,) = groups
+    assert [c.name for c in group.commands] == ["podman via runc", "podman via nvshim"]
+    wrappers = [Path(c.argv[c.argv.index("--runtime") + 1]) for c in group.commands]
+    bodies = [w.read_text().splitlines() for w in wrappers]
+    assert bodies[0][0] == bodies[1][0] == "#!/bin/sh"
+    assert bodies[1][1] == 'exec /opt/nvshim/bin/nvshim "$@"'
+    assert bodies[0][1].replace(str(shutil.which("runc")), "X") == 'exec X "$@"'
+    # Everything else is the same command: GPU requested, the busybox rootfs.
+    rest = [c.argv[c.argv.index("--runtime") + 2 :] for c in group.commands]
+    assert rest[0] == rest[1]
+    assert "NVIDIA_VISIBLE_DEVICES=all" in rest[0]
+    assert rest[0][-3:-1] == ["--rootfs", str(tmp_path / "podman" / "rootfs")]
+    # conmon hands the runtime's create nvshim's config (legacy, stand-in hook).
+    conf = Path(group.env["CONTAINERS_CONF"]).read_text()
+    assert f"NVSHIM_CONFIG={group.env['NVSHIM_CONFIG']}" in conf
+    config = Path(group.env["NVSHIM_CONFIG"]).read_text()
+    assert 'mode = "legacy"' in config
+    assert str(tmp_path / "podman" / "stand-in-hook") in config
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
+    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
+
+
+@pytest.mark.engine
+def test_podman_case_runs(short_tmp: Path) -> None:
+    tmp_path = short_tmp
+    skipped: dict[str, str] = {}
+    nvshim = shutil.which("nvshim", path=os.path.dirname(sys.executable))
+    if nvshim is None:
+        pytest.skip("the nvshim script is not installed beside this interpreter")
+    groups = run._podman_group(tmp_path, nvshim, skipped)
+    if not groups:
+        pytest.skip(skipped["podman"])
+    hook_log = tmp_path / "hook-ran"
+    hook = tmp_path / "podman" / "stand-in-hook"
+    hook.write_text(f"#!/bin/sh\necho ran >> {hook_log}\n")
+    measured = timing.measure_python(groups[0], runs=1, warmup=0)
+    assert [len(m.times) for m in measured] == [1, 1]
+    # Through nvshim only (the check run and the timed one): the GPU request was served.
+    assert hook_log.read_text().split() == ["ran", "ran"]

@@ -200,6 +200,25 @@ class Devices:
                 nodes.append(node)
         return nodes
 
+    def drm_links(self, pci_bus_id: str) -> list[tuple[str, str]]:
+        """``(target, link)`` of the GPU's ``/dev/dri/by-path`` links whose node exists.
+
+        A container gets them back through the ``create-symlinks`` hook, so
+        that software finding its GPU by PCI address (Vulkan, EGL) works.
+        """
+        bus_id = normalise_bus_id(pci_bus_id)
+        links = []
+        for suffix in ("card", "render"):
+            link = f"/dev/dri/by-path/pci-{bus_id}-{suffix}"
+            try:
+                target = os.readlink(host_path(self.root, link))
+            except OSError:
+                continue
+            path = os.path.normpath(os.path.join("/dev/dri/by-path", target))
+            if path.startswith("/dev/dri/") and self.node(path) is not None:
+                links.append((os.path.relpath(path, "/dev/dri/by-path"), link))
+        return links
+
     def gds_nodes(self) -> list[DeviceNode]:
         """GPUDirect Storage: ``/dev/nvidia-fs*``."""
         return self._glob("/dev/nvidia-fs*")

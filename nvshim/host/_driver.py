@@ -460,7 +460,10 @@ class Driver:
 
         ``libraries`` are resolved library paths; the soname comes from the
         ld.so.cache (or a sibling link), and ``libcuda.so.1`` is always used
-        for libcuda.
+        for libcuda.  Two graphics links are added as the driver's installer
+        makes them: ``libGLX_indirect.so.0`` (GLVND's indirect rendering) to
+        ``libGLX_nvidia``, and ``gbm/nvidia-drm_gbm.so`` (the GBM backend) to
+        ``libnvidia-allocator.so.1``.
         """
         links: dict[str, str] = {}
         for library in libraries:
@@ -468,6 +471,11 @@ class Driver:
             if ".so." not in base:
                 continue
             stem = base.split(".so.", 1)[0]
+            folder = os.path.dirname(library)
+            if stem == "libGLX_nvidia":
+                links.setdefault(f"{folder}/libGLX_indirect.so.0", base)
+            elif stem == "libnvidia-allocator":
+                links.setdefault(f"{folder}/gbm/nvidia-drm_gbm.so", "../libnvidia-allocator.so.1")
             soname = self.soname(library)
             if soname is None and stem == "libcuda":
                 soname = "libcuda.so.1"

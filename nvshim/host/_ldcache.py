@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import platform
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -100,7 +99,7 @@ DEFAULT_LIBRARY_FOLDERS: tuple[str, ...] = (
 
 def host_arch() -> str:
     """The :data:`ARCH_FLAGS` name of this machine's native libraries (``x86_64``...)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     return _MACHINE_ARCH.get(machine, machine)
 
 

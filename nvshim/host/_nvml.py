@@ -72,8 +72,11 @@ class Gpu:
 
     @property
     def is_integrated(self) -> bool:
-        """Whether this is a Tegra integrated GPU (NVML names them ``... (nvgpu)``)."""
-        return "(nvgpu)" in self.name.lower()
+        """Whether this is a Tegra integrated GPU.
+
+        Told by its name, as NVIDIA's tools do: ``Orin (nvgpu)``, ``NVIDIA Thor``.
+        """
+        return "(nvgpu)" in self.name or "NVIDIA Thor" in self.name
 
 
 def find_nvml_library(driver: Driver) -> str:

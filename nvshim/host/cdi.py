@@ -102,15 +102,28 @@ class GenerateOptions:
 
 
 def default_hook_path() -> str:
-    """The absolute path of the installed ``nvshim-ctl`` (next to the interpreter, else PATH)."""
+    """The absolute path of the installed ``nvshim-ctl``.
+
+    Looked for next to the interpreter, in its scripts folder, then in PATH.
+
+    :raises HostError: none found (pass ``--nvidia-cdi-hook-path``).
+    """
     import sys
+    import sysconfig
 
     from nvshim._lookup import find_executable
 
-    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "nvshim-ctl")
-    if os.access(beside, os.X_OK):
-        return beside
-    return find_executable("nvshim-ctl") or "/usr/bin/nvshim-ctl"
+    candidates = [
+        os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "nvshim-ctl"),
+        os.path.join(sysconfig.get_path("scripts"), "nvshim-ctl"),
+    ]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    found = find_executable("nvshim-ctl")
+    if found is None or not os.path.isabs(found):
+        raise HostError("nvshim-ctl", "not found: give the hook path with --nvidia-cdi-hook-path")
+    return found
 
 
 def hook(hook_path: str, name: str, args: Sequence[str]) -> dict[str, Any]:
@@ -185,9 +198,11 @@ def common_edits(
     return {key: value for key, value in edits.items() if value}
 
 
-def gpu_edits(gpu: Gpu, devices: Devices) -> dict[str, Any]:
+def gpu_edits(gpu: Gpu, devices: Devices, *, hook_path: str | None = None) -> dict[str, Any]:
     """A full GPU's edits: ``/dev/nvidia<minor>`` and its DRM nodes.
 
+    :param hook_path: when given, a ``create-symlinks`` hook remakes the
+        GPU's ``/dev/dri/by-path`` links in the container.
     :raises HostError: the GPU's node is missing under the device root.
     """
     node = devices.gpu_node(gpu.minor)
@@ -196,7 +211,14 @@ def gpu_edits(gpu: Gpu, devices: Devices) -> dict[str, Any]:
             f"GPU {gpu.index} ({gpu.uuid})",
             f"device node {devices.root.rstrip('/')}/dev/nvidia{gpu.minor} is missing",
         )
-    return {"deviceNodes": [_node(n) for n in [node, *devices.drm_nodes(gpu.pci_bus_id)]]}
+    edits: dict[str, Any] = {
+        "deviceNodes": [_node(n) for n in [node, *devices.drm_nodes(gpu.pci_bus_id)]]
+    }
+    links = devices.drm_links(gpu.pci_bus_id) if hook_path else []
+    if hook_path and links:
+        args = [a for target, link in links for a in ("--link", f"{target}::{link}")]
+        edits["hooks"] = [hook(hook_path, "create-symlinks", args)]
+    return edits
 
 
 def mig_edits(gpu: Gpu, mig: MigDevice, devices: Devices) -> dict[str, Any]:
@@ -257,9 +279,12 @@ def _nvml_devices(
         if wanted not in known:
             raise HostError(f"--device-id {wanted}", "no such GPU or MIG device (by index or UUID)")
     out: list[dict[str, Any]] = []
+    link_hook = None
+    if not set(options.disabled_hooks) & {"all", "create-symlinks"}:
+        link_hook = options.hook_path or default_hook_path()
     for gpu in gpus:
         if _selected(gpu, None, options.device_ids):
-            edits = gpu_edits(gpu, devices)
+            edits = gpu_edits(gpu, devices, hook_path=link_hook)
             out += [
                 {"name": n, "containerEdits": edits}
                 for n in _gpu_names(gpu, options.name_strategies)
@@ -473,14 +498,14 @@ def generate(options: GenerateOptions) -> dict[str, Any]:
         devs, common = _csv_spec_parts(options, driver, devices)
         return _finish(kind, _with_all(options, devs), common)
     if mode == "management":
-        nodes = devices.all_nodes()
+        # Every node in the one device (as nvidia-ctk does); the driver in the common edits.
         if not devices.gpu_nodes():
             raise HostError(f"device root {devices.root}", "no /dev/nvidia<N> node found")
         common = common_edits(
             driver, devices, hook_path=options.hook_path, disabled_hooks=options.disabled_hooks
         )
-        control = {n["path"] for n in common.get("deviceNodes", ())}
-        edits = {"deviceNodes": [_node(n) for n in nodes if n.path not in control]}
+        common.pop("deviceNodes", None)
+        edits = {"deviceNodes": [_node(n) for n in devices.all_nodes()]}
         return _finish(kind, [{"name": "all", "containerEdits": edits}], common)
     if mode == "imex":
         channels = devices.imex_channels()

@@ -79,20 +79,31 @@ class Registry:
     spec_dirs: tuple[str, ...] = ()
 
     @classmethod
-    def load(cls, spec_dirs: Sequence[str], logger: Optional[Logger] = None) -> Registry:
-        """Read every spec file of ``spec_dirs`` (later folders have priority)."""
+    def load(
+        cls, spec_dirs: Sequence[str], logger: Optional[Logger] = None, *, cache: bool = True
+    ) -> Registry:
+        """Read every spec file of ``spec_dirs`` (later folders have priority).
+
+        With ``cache`` (the default), files unchanged since an earlier load
+        come from nvshim's cache of parsed specs (:mod:`nvshim_cdi._cache`).
+        """
+        from nvshim_cdi._cache import SpecCache
+
         registry = cls(spec_dirs=tuple(spec_dirs))
         loaded: list[tuple[int, CdiSpec]] = []
+        spec_cache = SpecCache.open(spec_dirs) if cache else None
         for priority, folder in enumerate(spec_dirs):
             for path in spec_files(folder):
                 try:
-                    spec = read_spec_file(path)
+                    spec = read_spec_file(path, spec_cache)
                 except CdiSpecError as exc:
                     registry.errors.append((path, str(exc)))
                     if logger is not None:
                         logger.warning("skipping CDI spec %s: %s", path, exc)
                     continue
                 loaded.append((priority, spec))
+        if spec_cache is not None:
+            spec_cache.save()
         registry._index(loaded)
         return registry
 

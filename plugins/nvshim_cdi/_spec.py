@@ -24,12 +24,15 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
 from nvshim.records import HOOK_STAGES, check_container_path
 from nvshim.requests import is_cdi_name
+
+if TYPE_CHECKING:
+    from nvshim_cdi._cache import SpecCache
 
 __all__ = [
     "SPEC_EXTENSIONS",
@@ -534,21 +537,33 @@ def parse_spec(data: Any, source: str) -> CdiSpec:
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    import yaml  # lazily: only hosts with YAML specs pay for it
+    import yaml  # lazily: only hosts with YAML specs pay for it (and a cache miss)
 
+    # libyaml's loader when PyYAML was built with it: the same safe constructors
+    # as yaml.safe_load, several times faster than the pure-Python one.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=loader)  # a safe loader, see above
     except yaml.YAMLError as exc:
         raise CdiSpecError(f"{source}: not valid YAML: {exc}") from None
 
 
-def read_spec_file(path: str) -> CdiSpec:
+def read_spec_file(path: str, cache: Optional[SpecCache] = None) -> CdiSpec:
     """Read, parse and check the spec file at ``path`` (``.json``, ``.yaml`` or ``.yml``).
+
+    With ``cache``, a file unchanged since it was last parsed is not read or
+    parsed again (its cached document is checked again), and a file parsed
+    here is remembered (see :mod:`nvshim_cdi._cache`).
 
     :raises CdiSpecError: naming ``path`` when it cannot be read, parsed or accepted.
     """
     try:
         with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if cache is not None:
+                cached = cache.get(path, st)
+                if cached is not None:
+                    return parse_spec(cached, path)
             raw = handle.read()
     except OSError as exc:
         raise CdiSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
@@ -567,4 +582,7 @@ def read_spec_file(path: str) -> CdiSpec:
             raise CdiSpecError(f"{path}: nested too deeply") from None
     else:
         data = _parse_yaml(text, path)
-    return parse_spec(data, path)
+    spec = parse_spec(data, path)
+    if cache is not None:
+        cache.put(path, st, data)
+    return spec
