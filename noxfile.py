@@ -145,5 +145,6 @@ def fuzz(session: nox.Session) -> None:
 @nox.session(python="3.11", default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmark suite (`nox -s bench -- --quick` for a short run)."""
-    session.install(".")
+    # nvml and pytest: the jit-cdi row builds the tests' simulated GPU host.
+    session.install(".[nvml]", "pytest")
     session.run("python", "bench/run.py", *session.posargs)

@@ -27,7 +27,7 @@ a simulated host keeps its own ``proc`` folder under its dev root.
 
 The file is written atomically with mode 0600, and ignored (rebuilt) when it
 or its folder is not owned by the user nvshim runs as or may be written by
-group or others, by the same rules as the entry-point cache.
+group or others, by the rules of nvshim's other caches (:mod:`nvshim._cachefile`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from nvshim._epcache import _read, _safe, _write, cache_dir
+from nvshim._cachefile import cache_dir, is_safe, read_json, write_json
 
 __all__ = [
     "INVENTORY_VERSION",
@@ -327,13 +327,13 @@ def _cached(path: str, driver_root: str, dev_root: str) -> tuple[Optional[HostIn
     """The cached inventory if the file is safe and its key current, else ``(None, why)``."""
     folder = os.path.dirname(path)
     try:
-        if not _safe(os.stat(folder)):
+        if not is_safe(os.stat(folder)):
             return None, f"cache folder {folder} is not owned by this user or is writable by others"
     except OSError:
         return None, "no cache yet"
     if not os.path.lexists(path):
         return None, "no cache yet"
-    content = _read(path)
+    content = read_json(path)
     if not isinstance(content, dict) or content.get("version") != INVENTORY_VERSION:
         return None, f"cache file {path} is unsafe, unreadable or of another version"
     try:
@@ -385,7 +385,7 @@ def load_inventory(
         key["libcuda"] = [libcuda, os.path.exists(libcuda), _stamp(os.path.dirname(libcuda))]
     inventory = attrs.evolve(inventory, key=key)
     if path is not None:
-        _write(
+        write_json(
             os.path.dirname(path),
             os.path.basename(path),
             {"version": INVENTORY_VERSION, "inventory": inventory.to_json()},
