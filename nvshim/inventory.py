@@ -20,7 +20,8 @@ rebuilds the inventory when it differs:
   appearing or going);
 - the boot id (``proc/sys/kernel/random/boot_id``): nodes are renumbered at boot;
 - the MIG configuration: the entries under ``proc/driver/nvidia/capabilities``
-  and ``proc/driver/nvidia-caps/mig-minors``.
+  and ``proc/driver/nvidia-caps/mig-minors``;
+- the hook executables its spec names (``nvshim-ctl``) must still exist.
 
 On a normal host the dev root is ``/``, so ``proc`` is the host's ``/proc``;
 a simulated host keeps its own ``proc`` folder under its dev root.
@@ -265,11 +266,16 @@ def _tree(folder: str) -> list[str]:
 
 
 def inventory_key(
-    driver_root: str = "/", dev_root: Optional[str] = None, libcuda: Optional[str] = None
+    driver_root: str = "/",
+    dev_root: Optional[str] = None,
+    libcuda: Optional[str] = None,
+    files: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Everything that changes when the host's GPUs or driver change (see the module doc).
 
     :param libcuda: the ``libcuda.so.<version>`` host path found at build time.
+    :param files: other paths the inventory names that must still exist (the
+        hook executable written into its spec).
     """
     dev_root = dev_root or driver_root or "/"
     driver_root = driver_root or "/"
@@ -295,7 +301,15 @@ def inventory_key(
     }
     if libcuda is not None:
         key["libcuda"] = [libcuda, os.path.exists(libcuda), _stamp(os.path.dirname(libcuda))]
+    if files:
+        key["files"] = [[path, os.path.exists(path)] for path in files]
     return key
+
+
+def _hook_paths(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The executables of the spec's hooks (nvshim-ctl moves when it is reinstalled)."""
+    hooks = (spec.get("containerEdits") or {}).get("hooks") or []
+    return tuple(sorted({h["path"] for h in hooks if isinstance(h, dict) and "path" in h}))
 
 
 def inventory_path(
@@ -341,7 +355,8 @@ def _cached(path: str, driver_root: str, dev_root: str) -> tuple[Optional[HostIn
     except (KeyError, ValueError, TypeError):
         return None, f"cache file {path} is not an inventory"
     libcuda = inventory.key.get("libcuda")
-    current = inventory_key(driver_root, dev_root, libcuda[0] if libcuda else None)
+    files = tuple(f[0] for f in inventory.key.get("files") or ())
+    current = inventory_key(driver_root, dev_root, libcuda[0] if libcuda else None, files)
     if current != inventory.key:
         changed = sorted(
             k for k in set(current) | set(inventory.key) if current.get(k) != inventory.key.get(k)
@@ -383,6 +398,9 @@ def load_inventory(
     inventory, libcuda = build(driver_root, dev_root)
     if libcuda is not None:
         key["libcuda"] = [libcuda, os.path.exists(libcuda), _stamp(os.path.dirname(libcuda))]
+    hooks = _hook_paths(inventory.spec)
+    if hooks:
+        key["files"] = [[path, os.path.exists(path)] for path in hooks]
     inventory = attrs.evolve(inventory, key=key)
     if path is not None:
         write_json(

@@ -40,12 +40,16 @@ class Host:
         (root / "proc/driver/nvidia-caps/mig-minors").write_text("config 1\n")
         (root / "etc/ld.so.cache").write_bytes(b"glibc-ld.so.cache1.1")
         self.libcuda.write_bytes(b"")
+        (root / "hook").write_bytes(b"")
         for name in ("nvidiactl", "nvidia0"):
             (root / "dev" / name).write_bytes(b"")
 
     def builder(self, root: str, _dev: str) -> tuple[HostInventory, str | None]:
         self.builds += 1
-        return make_inventory(root, 1), str(self.libcuda)
+        inventory = make_inventory(root, 1)
+        for hook in inventory.spec["containerEdits"]["hooks"]:
+            hook["path"] = str(self.root / "hook")  # the hook executable this spec names
+        return inventory, str(self.libcuda)
 
     def load(self, **kwargs: Any) -> Any:
         return load_inventory(
@@ -91,6 +95,7 @@ CHANGES: dict[str, Callable[[Host], None]] = {
         "config 1\ngpu0/gi1/access 2\n"
     ),
     "libcuda (driver upgrade)": lambda h: h.libcuda.unlink(),
+    "files (hook executable gone)": lambda h: (h.root / "hook").unlink(),
 }
 
 
