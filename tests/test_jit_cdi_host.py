@@ -12,14 +12,13 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import host_support
 import pytest
 import runc_support
 
-from nvshim import NvshimError
-from nvshim.inventory import load_inventory
+from nvshim.inventory import HostInventory
 
 pytest_plugins = ["nvshim.testing"]
 
@@ -62,23 +61,20 @@ def _config(root: Path, mode: str = "auto", extra: str = "") -> str:
     )
 
 
-def _create(
-    run_modifiers: Any,
-    oci_spec: Any,
-    root: Path,
-    env: dict[str, str],
-    mode: str = "auto",
-    extra: str = "",
-) -> Any:
-    return run_modifiers(oci_spec(env=env), config=_config(root, mode, extra), entry_points=True)
+class Refused(Exception):
+    """``nvshim create`` refused the container; ``line`` is what it printed."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
 
 
-def _nodes(result: Any) -> list[str]:
-    return [d["path"] for d in result.spec.raw.get("linux", {}).get("devices", [])]
+def _nodes(config: dict[str, Any]) -> list[str]:
+    return [d["path"] for d in config.get("linux", {}).get("devices", [])]
 
 
-def _host_sources(result: Any) -> list[str]:
-    return [m.get("source", "") for m in result.spec.raw.get("mounts", [])]
+def _host_sources(config: dict[str, Any]) -> list[str]:
+    return [m.get("source", "") for m in config.get("mounts", [])]
 
 
 def _bundle(folder: Path, env: list[str]) -> Path:
@@ -104,13 +100,60 @@ def _nvshim_create(nvshim: str, bundle: Path, config: Path) -> subprocess.Comple
     )
 
 
+Create = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def create(sim: host_support.SimulatedHost, cache: Path, tmp_path: Path, nvshim_exe: str) -> Create:
+    """``create(env, mode="auto", extra="")``: config.json after ``nvshim create``.
+
+    Through the ``nvshim`` executable: NVML is loaded once per process, and
+    the suite's other tests load another simulated host's library in theirs.
+    """
+    count = [0]
+
+    def run(env: dict[str, str], mode: str = "auto", extra: str = "") -> dict[str, Any]:
+        count[0] += 1
+        folder = tmp_path / f"create-{count[0]}"
+        folder.mkdir()
+        config = folder / "config.toml"
+        config.write_text(
+            _config(sim.root, mode, extra).replace(
+                'mode = "', 'runtimes = ["/bin/true"]\nmode = "', 1
+            )
+        )
+        bundle = _bundle(folder / "bundle", [f"{k}={v}" for k, v in env.items()])
+        proc = _nvshim_create(nvshim_exe, bundle, config)
+        if proc.returncode != 0:
+            raise Refused(proc.stderr.strip())
+        result: dict[str, Any] = json.loads((bundle / "config.json").read_text())
+        return result
+
+    return run
+
+
+def _inventory(nvshim_ctl: str, root: Path, *args: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [nvshim_ctl, "cdi", "inventory", "--driver-root", str(root), "--json", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
 CONTROL = ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"]
 
 
-def test_inventory_from_the_fake_nvml(sim: host_support.SimulatedHost, cache: Path) -> None:
-    result = load_inventory(str(sim.root))
-    assert not result.cached
-    inv = result.inventory
+def test_inventory_from_the_fake_nvml(
+    sim: host_support.SimulatedHost, cache: Path, nvshim_ctl: str
+) -> None:
+    result = _inventory(nvshim_ctl, sim.root)
+    assert not result["cached"]
+    inv = HostInventory.from_json(result["inventory"])
     assert inv.driver_version == "550.54.15"
     assert inv.cuda_version == "12.4"
     assert [g.uuid for g in inv.gpus] == [g["uuid"] for g in sim.gpus()]
@@ -120,21 +163,12 @@ def test_inventory_from_the_fake_nvml(sim: host_support.SimulatedHost, cache: Pa
     assert {g.brand for g in inv.gpus} == {"tesla"}
     assert inv.capabilities[f"{host_support.LIB_DIR}/libcuda.so.550.54.15"] == ("compute",)
     assert host_support.cdi_schema_errors(inv.spec) == []
-    assert load_inventory(str(sim.root)).cached
+    assert _inventory(nvshim_ctl, sim.root)["cached"]
 
 
 def test_inventory_command(sim: host_support.SimulatedHost, cache: Path, nvshim_ctl: str) -> None:
     def run(*args: str) -> dict[str, Any]:
-        proc = subprocess.run(
-            [nvshim_ctl, "cdi", "inventory", "--driver-root", str(sim.root), "--json", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=os.environ.copy(),
-        )
-        assert proc.returncode == 0, proc.stderr
-        data: dict[str, Any] = json.loads(proc.stdout)
-        return data
+        return _inventory(nvshim_ctl, sim.root, *args)
 
     first = run()
     assert first["cached"] is False
@@ -181,13 +215,11 @@ def test_inventory_command_without_a_driver(tmp_path: Path, cache: Path, nvshim_
 )
 def test_request_forms(
     sim: host_support.SimulatedHost,
-    cache: Path,
-    run_modifiers: Any,
-    oci_spec: Any,
+    create: Create,
     value: str,
     expected: list[str] | None,
 ) -> None:
-    result = _create(run_modifiers, oci_spec, sim.root, {"NVIDIA_VISIBLE_DEVICES": value})
+    result = create({"NVIDIA_VISIBLE_DEVICES": value})
     nodes = _nodes(result)
     assert nodes[:4] == CONTROL
     if expected is None:
@@ -197,37 +229,31 @@ def test_request_forms(
     if ":" in value or value.startswith("MIG-"):
         caps = [n for n in nodes if n.startswith("/dev/nvidia-caps/")]
         assert len(caps) >= 2, nodes  # the GPU instance's and compute instance's access nodes
-    assert result.spec.get_env("NVIDIA_VISIBLE_DEVICES") == "void"
+    assert "NVIDIA_VISIBLE_DEVICES=void" in result["process"]["env"]
     assert str(sim.lib_dir / "libcuda.so.550.54.15") in _host_sources(result)
 
 
-def test_none(
-    sim: host_support.SimulatedHost, cache: Path, run_modifiers: Any, oci_spec: Any
-) -> None:
-    result = _create(run_modifiers, oci_spec, sim.root, {"NVIDIA_VISIBLE_DEVICES": "none"})
+def test_none(sim: host_support.SimulatedHost, create: Create) -> None:
+    result = create({"NVIDIA_VISIBLE_DEVICES": "none"})
     assert _nodes(result) == CONTROL
     assert str(sim.lib_dir / "libcuda.so.550.54.15") in _host_sources(result)
 
 
-def test_unknown_id(
-    sim: host_support.SimulatedHost, cache: Path, run_modifiers: Any, oci_spec: Any
-) -> None:
-    with pytest.raises(NvshimError) as info:
-        _create(run_modifiers, oci_spec, sim.root, {"NVIDIA_VISIBLE_DEVICES": "8"})
+def test_unknown_id(sim: host_support.SimulatedHost, create: Create) -> None:
+    with pytest.raises(Refused) as info:
+        create({"NVIDIA_VISIBLE_DEVICES": "8"})
     assert "unknown GPU '8'" in info.value.line
     assert f"3 ({GPU_3})" in info.value.line
     assert f"5:1 ({MIG_5_1})" in info.value.line
 
 
-def test_capability_filter(
-    sim: host_support.SimulatedHost, cache: Path, run_modifiers: Any, oci_spec: Any
-) -> None:
+def test_capability_filter(sim: host_support.SimulatedHost, create: Create) -> None:
     env = {"NVIDIA_VISIBLE_DEVICES": "0", "NVIDIA_DRIVER_CAPABILITIES": "video"}
-    sources = _host_sources(_create(run_modifiers, oci_spec, sim.root, env))
+    sources = _host_sources(create(env))
     assert str(sim.lib_dir / "libnvcuvid.so.550.54.15") in sources
     assert str(sim.lib_dir / "libcuda.so.550.54.15") not in sources
     env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
-    sources = _host_sources(_create(run_modifiers, oci_spec, sim.root, env))
+    sources = _host_sources(create(env))
     assert str(sim.lib_dir / "libnvcuvid.so.550.54.15") not in sources
     assert str(sim.lib_dir / "libcuda.so.550.54.15") in sources
 
@@ -245,37 +271,31 @@ def test_capability_filter(
 )
 def test_gated_devices_only_with_gpus(
     sim: host_support.SimulatedHost,
-    cache: Path,
-    run_modifiers: Any,
-    oci_spec: Any,
+    create: Create,
     variable: str,
     value: str,
     node: str,
 ) -> None:
     env = {"NVIDIA_VISIBLE_DEVICES": "0", variable: value}
-    assert node in _nodes(_create(run_modifiers, oci_spec, sim.root, env))
+    assert node in _nodes(create(env))
     env["NVIDIA_VISIBLE_DEVICES"] = "none"
-    assert node not in _nodes(_create(run_modifiers, oci_spec, sim.root, env))
+    assert node not in _nodes(create(env))
     env = {"NVIDIA_VISIBLE_DEVICES": "0", variable: "disabled" if value == "enabled" else "none"}
-    assert node not in _nodes(_create(run_modifiers, oci_spec, sim.root, env))
+    assert node not in _nodes(create(env))
 
 
-def test_unknown_imex_channel(
-    sim: host_support.SimulatedHost, cache: Path, run_modifiers: Any, oci_spec: Any
-) -> None:
+def test_unknown_imex_channel(sim: host_support.SimulatedHost, create: Create) -> None:
     env = {"NVIDIA_VISIBLE_DEVICES": "0", "NVIDIA_IMEX_CHANNELS": "7"}
-    with pytest.raises(NvshimError, match="unknown IMEX channel 7; this host has: 0, 1"):
-        _create(run_modifiers, oci_spec, sim.root, env)
+    with pytest.raises(Refused, match="unknown IMEX channel 7; this host has: 0, 1"):
+        create(env)
 
 
-def test_requirements_use_the_host(
-    sim: host_support.SimulatedHost, cache: Path, run_modifiers: Any, oci_spec: Any
-) -> None:
+def test_requirements_use_the_host(sim: host_support.SimulatedHost, create: Create) -> None:
     env = {"NVIDIA_VISIBLE_DEVICES": "1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.4 brand=tesla"}
-    assert "/dev/nvidia1" in _nodes(_create(run_modifiers, oci_spec, sim.root, env))
+    assert "/dev/nvidia1" in _nodes(create(env))
     env["NVIDIA_REQUIRE_CUDA"] = "cuda>=12.5"
-    with pytest.raises(NvshimError, match=r"cuda>=12\.5"):
-        _create(run_modifiers, oci_spec, sim.root, env)
+    with pytest.raises(Refused, match=r"cuda>=12\.5"):
+        create(env)
 
 
 def test_same_config_as_cdi_mode_with_a_generated_file(
