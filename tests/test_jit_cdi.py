@@ -377,3 +377,12 @@ def test_standin_hook_refuses_in_one_line() -> None:
     assert proc.stderr.count("\n") == 1
     assert "nvshim's stand-in" in proc.stderr
     assert "--runtime nvshim" in proc.stderr
+
+
+def test_links_to_files_left_out_go_too(run_modifiers: Any, oci_spec: Any, host: Path) -> None:
+    env = {"NVIDIA_VISIBLE_DEVICES": "0", "NVIDIA_DRIVER_CAPABILITIES": "graphics"}
+    result = _create(run_modifiers, oci_spec, host, env)
+    names = [h["args"][2] for h in result.spec.raw["hooks"]["createContainer"]]
+    # Both links of the hand-made spec point at compute/video libraries: no
+    # create-symlinks hook is left, update-ldcache stays.
+    assert names == ["update-ldcache"]

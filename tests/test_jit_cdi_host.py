@@ -568,3 +568,13 @@ def test_non_root_user_opens_its_node(
     assert "opened" in result.stdout
     assert "lib" in lines
     assert "NVD=void" in result.stdout
+
+
+def test_disabled_hooks_include_the_gpus_own(create: Create) -> None:
+    # GPU 0 has DRM by-path links: its device edits hold a create-symlinks hook.
+    hooks = create({"NVIDIA_VISIBLE_DEVICES": "0"})["hooks"]["createContainer"]
+    assert len([h for h in hooks if "create-symlinks" in h["args"]]) >= 1
+    extra = '[nvidia-container-runtime.modes.jit-cdi]\nnvcdi-disable-hooks = ["all"]\n'
+    config = create({"NVIDIA_VISIBLE_DEVICES": "0"}, extra=extra)
+    assert not (config.get("hooks") or {}).get("createContainer")
+    assert "/dev/nvidia0" in _nodes(config)

@@ -115,6 +115,27 @@ def _filter_links(args: list[str], dropped: set[str]) -> list[str]:
     return kept
 
 
+def _filter_hooks(edits: dict[str, Any], disabled: Collection[str], dropped: set[str]) -> None:
+    """Leave out disabled hooks and the links to ``dropped`` files, in place."""
+    if "hooks" not in edits:
+        return
+    hooks = []
+    for hook in edits.get("hooks") or []:
+        args = list(hook.get("args") or [])
+        name = hook_name(args)
+        if "all" in disabled or name in disabled:
+            continue
+        if name == "create-symlinks" and dropped:
+            args = _filter_links(args, dropped)
+            if "--link" not in args and not any(a.startswith("--link=") for a in args):
+                continue  # every link was to a file left out
+            hook = {**hook, "args": args}
+        hooks.append(hook)
+    edits["hooks"] = hooks
+    if not hooks:
+        del edits["hooks"]
+
+
 def jit_spec(
     inventory: HostInventory,
     capabilities: Collection[str],
@@ -144,17 +165,12 @@ def jit_spec(
     dropped = {m.get("containerPath", "") for m in mounts if m not in kept}
     if mounts:
         edits["mounts"] = kept
-    hooks = []
-    for hook in edits.get("hooks") or []:
-        args = list(hook.get("args") or [])
-        name = hook_name(args)
-        if "all" in disabled_hooks or name in disabled_hooks:
-            continue
-        if name == "create-symlinks" and dropped:
-            hook = {**hook, "args": _filter_links(args, dropped)}
-        hooks.append(hook)
-    if "hooks" in edits:
-        edits["hooks"] = hooks
+    _filter_hooks(edits, disabled_hooks, dropped)
+    for device in spec.get("devices", []):
+        # Per-device hooks too (a GPU's DRM by-path links).
+        _filter_hooks(device.get("containerEdits") or {}, disabled_hooks, set())
     for key in [k for k, v in edits.items() if v == []]:
         del edits[key]
+    if not edits:
+        del spec["containerEdits"]
     return spec
