@@ -46,7 +46,7 @@ def _install_wheel(session: nox.Session, *extra: str) -> None:
     dist = Path(session.create_tmp()) / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     session.run("python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT))
-    wheels = sorted(dist.glob("nvshim-*.whl"))
+    wheels = sorted(dist.glob("nvshim_runtime-*.whl"))
     session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
     session.install(str(wheels[-1]), *extra)
 
@@ -148,3 +148,19 @@ def bench(session: nox.Session) -> None:
     # nvml and pytest: the jit-cdi row builds the tests' simulated GPU host.
     session.install(".[nvml]", "pytest")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def deb(session: nox.Session) -> None:
+    """Build dist/nvshim-runtime_<version>_<arch>.deb (packaging/build_deb.py; needs dpkg-deb).
+
+    The package's venv is made with the system Python (/usr/bin/python3);
+    arguments after ``--`` go to its ``pip install`` (e.g. ``--no-index
+    --find-links DIR`` to build offline).
+    """
+    if shutil.which("dpkg-deb") is None:
+        session.error("dpkg-deb is not installed (Debian's dpkg package)")
+    args = ["--out", str(ROOT / "dist")]
+    if session.posargs:
+        args += ["--", *session.posargs]
+    session.run("python", str(ROOT / "packaging" / "build_deb.py"), *args)

@@ -49,17 +49,63 @@ def nvshim_modifiers():
 
 
 def interpreter_of(script: str) -> str:
-    """The interpreter in ``script``'s ``#!`` line (the one pip wrote), else this one."""
-    try:
-        with open(script, "rb") as f:
-            first = f.readline().decode(errors="replace").strip()
-    except OSError:
-        return sys.executable
-    if first.startswith("#!"):
-        words = first[2:].split()
-        if words and os.path.isabs(words[0]) and "python" in os.path.basename(words[0]):
-            return words[0]
+    """The interpreter nvshim's ``script`` runs (the one pip wrote), else this one.
+
+    nvshim's scripts are ``#!/bin/sh`` wrappers that read the interpreter from
+    the first line of ``nvshim-python`` beside them (links resolved); an
+    older install is a ``#!python`` script.
+    """
+    real = os.path.realpath(script)
+    for candidate in (os.path.join(os.path.dirname(real), "nvshim-python"), real):
+        python = _shebang_python(candidate)
+        if python is not None:
+            return python
     return sys.executable
+
+
+#: How pip starts a script whose interpreter path is too long for a ``#!`` line.
+_LONG_FORM = b"'''exec' "
+
+
+def _shebang_python(path: str) -> str | None:
+    """The Python interpreter a script's ``#!`` line names (pip's long form too)."""
+    try:
+        with open(path, "rb") as f:
+            first, second = f.readline(), f.readline()
+    except OSError:
+        return None
+    line = first.decode(errors="replace").strip()
+    if line.startswith("#!/bin/sh") and second.startswith(_LONG_FORM):
+        words = second[len(_LONG_FORM) :].decode(errors="replace").split()
+        line = "#!" + words[0].strip("'\"") if words else ""
+    if not line.startswith("#!"):
+        return None
+    words = line[2:].split()
+    if words and os.path.isabs(words[0]) and "python" in os.path.basename(words[0]):
+        return words[0]
+    return None
+
+
+def nvshim_in_venv(nvshim: str, venv_python: str) -> list[str]:
+    """The command that runs the installed ``nvshim`` with ``venv_python`` instead.
+
+    For the ``#!/bin/sh`` wrapper: a copy of it (and of ``nvshim-ctl``) in the
+    venv's bin folder, with an ``nvshim-python`` naming the venv's interpreter,
+    as an install into that venv has.  For an older ``#!python`` script: the
+    venv's interpreter running it.
+    """
+    real = os.path.realpath(nvshim)
+    with open(real, "rb") as f:
+        wrapper = f.readline().startswith(b"#!/bin/sh")
+    if not wrapper:
+        return [venv_python, nvshim]
+    bin_dir = Path(venv_python).parent
+    for name in ("nvshim", "nvshim-ctl"):
+        source = Path(real).with_name(name)
+        if source.is_file():
+            shutil.copy2(source, bin_dir / name)
+    (bin_dir / "nvshim-python").write_text(f"#!{venv_python}\n")
+    return [str(bin_dir / "nvshim")]
 
 
 def write_exec_shim(path: Path, python: str, runtime: str = "/bin/true") -> Path:

@@ -249,27 +249,28 @@ def _environment_groups(
     rss: list[tuple[str, Command, dict[str, str]]],
 ) -> None:
     """Every create case in three venvs that differ only in what else is installed."""
-    venvs = []
+    venvs: list[tuple[str, list[str]]] = []
     for extra in ("base", "plugins", "dists"):
         venv_python, site = fixtures.make_overlay_venv(work / f"venv-{extra}", python)
+        argv0 = fixtures.nvshim_in_venv(nvshim, venv_python)
         # csv mode's hooks name nvshim-ctl beside the interpreter, as an install has it.
         ctl = Path(nvshim).with_name("nvshim-ctl")
-        if ctl.is_file():
+        if ctl.is_file() and not (Path(venv_python).parent / "nvshim-ctl").exists():
             (Path(venv_python).parent / "nvshim-ctl").symlink_to(ctl)
         if extra == "plugins":
             fixtures.add_plugins(site, 20, venv_python)
         elif extra == "dists":
             fixtures.add_distributions(site, 500)
-        venvs.append((extra, venv_python))
+        venvs.append((extra, argv0))
     labels = {"base": "(venv)", "plugins": "+20 plugins", "dists": "+500 dists"}
     for case, env, spec in cases:
         commands = []
-        for extra, venv_python in venvs:
+        for extra, argv0 in venvs:
             bundle = fixtures.write_bundle(work / f"bundle-{case}-{extra}", spec)
             commands.append(
                 Command(
                     f"{case} {labels[extra]}",
-                    [venv_python, nvshim, "create", "--bundle", str(bundle), "bench-ctr"],
+                    [*argv0, "create", "--bundle", str(bundle), "bench-ctr"],
                     fixtures.restore_command(bundle),
                 )
             )
@@ -415,6 +416,9 @@ def _ratio_rows(
             case, ref = group[t.case], group[t.reference]
             row["median_ratio"] = case.median / ref.median
             row["min_ratio"] = case.minimum / ref.minimum
+            case_cpu, ref_cpu = case.cpu_median, ref.cpu_median
+            if case_cpu is not None and ref_cpu and t.group != "podman":
+                row["cpu_ratio"] = case_cpu / ref_cpu
             row["ok"] = None if t.limit is None else row["median_ratio"] <= t.limit
         rows.append(row)
     return rows
@@ -422,26 +426,28 @@ def _ratio_rows(
 
 def _table(rows: list[dict[str, Any]], rss: dict[str, dict[str, float]]) -> str:
     lines = [
-        f"{'ratio':34} {'median':>8} {'min':>8} {'target':>8}  result",
-        "-" * 70,
+        f"{'ratio':34} {'median':>8} {'min':>8} {'cpu':>8} {'target':>8}  result",
+        "-" * 79,
     ]
     for row in rows:
         target = "" if row["target"] is None else f"<= {row['target']:.2f}"
         if "skipped" in row:
             lines.append(
-                f"{row['label']:34} {'-':>8} {'-':>8} {target:>8}  skipped: {row['skipped']}"
+                f"{row['label']:34} {'-':>8} {'-':>8} {'-':>8} {target:>8}"
+                f"  skipped: {row['skipped']}"
             )
             continue
         verdict = "" if row["ok"] is None else ("ok" if row["ok"] else "MISSED")
+        cpu = f"{row['cpu_ratio']:8.3f}" if "cpu_ratio" in row else f"{'-':>8}"
         lines.append(
-            f"{row['label']:34} {row['median_ratio']:8.3f} {row['min_ratio']:8.3f} "
+            f"{row['label']:34} {row['median_ratio']:8.3f} {row['min_ratio']:8.3f} {cpu} "
             f"{target:>8}  {verdict}"
         )
     for name, figures in rss.items():
         verdict = "ok" if figures["max_mb"] <= RSS_LIMIT_MB else "MISSED"
         lines.append(
             f"{'max RSS ' + name + ' (MB)':34} {figures['median_mb']:8.1f} "
-            f"{figures['max_mb']:8.1f} {'<= ' + str(int(RSS_LIMIT_MB)):>8}  {verdict} "
+            f"{figures['max_mb']:8.1f} {'':8} {'<= ' + str(int(RSS_LIMIT_MB)):>8}  {verdict} "
             f"(floor {figures['floor_mb']:.1f})"
         )
     return "\n".join(lines)
@@ -453,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few runs: keeps the suite alive")
     parser.add_argument("--nvshim", default=shutil.which("nvshim"), help="the nvshim script")
     parser.add_argument("--python", help="reference interpreter (default: nvshim's)")
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=REPO / "tests" / "data",
+        help="the folder holding reference-data/ (default: tests/data)",
+    )
     parser.add_argument("--runs", type=int, help="timed runs per command (default 30, quick 5)")
     parser.add_argument("--warmup", type=int, help="untimed runs first (default 3, quick 1)")
     parser.add_argument("--runner", choices=("auto", "hyperfine", "python"), default="auto")

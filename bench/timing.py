@@ -44,10 +44,19 @@ class Group:
 
 @dataclass
 class Measurement:
-    """Wall times (seconds) of one command's timed runs."""
+    """Wall times (seconds) of one command's timed runs, and the CPU time they used.
+
+    ``cpu``: user + system seconds of the process (and the children it
+    waited for), one figure per run with the Python runner, one mean per
+    hyperfine call.  On a machine shared with other jobs, wall time includes
+    waiting for a CPU, CPU time does not: CPU ratios are the steadier figure
+    for the cases that run in one process tree (not podman, whose runtime
+    runs under conmon).
+    """
 
     name: str
     times: list[float]
+    cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -59,6 +68,11 @@ class Measurement:
         """Fastest run."""
         return min(self.times)
 
+    @property
+    def cpu_median(self) -> Optional[float]:
+        """Median CPU time, None when not measured."""
+        return statistics.median(self.cpu) if self.cpu else None
+
     def to_json(self) -> dict[str, Any]:
         """The raw figures, for the JSON report."""
         return {
@@ -67,6 +81,7 @@ class Measurement:
             "min_s": self.minimum,
             "mean_s": statistics.fmean(self.times),
             "stdev_s": statistics.stdev(self.times) if len(self.times) > 1 else 0.0,
+            "cpu_median_s": self.cpu_median,
         }
 
 
@@ -103,7 +118,7 @@ def _check_runs(group: Group, env: Mapping[str, str]) -> None:
             )
 
 
-def _spawn_wait(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, int]:
+def _spawn_wait(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, int, float]:
     devnull_in = (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)
     devnull_out = (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)
     devnull_err = (os.POSIX_SPAWN_DUP2, 1, 2)
@@ -111,9 +126,9 @@ def _spawn_wait(argv: Sequence[str], env: Mapping[str, str]) -> tuple[float, int
     pid = os.posix_spawnp(
         argv[0], list(argv), env, file_actions=[devnull_in, devnull_out, devnull_err]
     )
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     elapsed = time.perf_counter() - start
-    return elapsed, os.waitstatus_to_exitcode(status)
+    return elapsed, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
 
 
 def measure_python(group: Group, runs: int, warmup: int) -> list[Measurement]:
@@ -121,6 +136,7 @@ def measure_python(group: Group, runs: int, warmup: int) -> list[Measurement]:
     env = _environ(group.env)
     _check_runs(group, env)
     times: dict[str, list[float]] = {cmd.name: [] for cmd in group.commands}
+    cpu: dict[str, list[float]] = {cmd.name: [] for cmd in group.commands}
     count = len(group.commands)
     for i in range(warmup + runs):
         # Rotate the order each round so no command always runs first.
@@ -128,12 +144,13 @@ def measure_python(group: Group, runs: int, warmup: int) -> list[Measurement]:
             cmd = group.commands[(i + j) % count]
             if cmd.prepare:
                 _spawn_wait(cmd.prepare, env)
-            elapsed, code = _spawn_wait(cmd.argv, env)
+            elapsed, code, used = _spawn_wait(cmd.argv, env)
             if code != 0:
                 raise BenchError(f"{group.name}: {cmd.name} exited {code} during the runs")
             if i >= warmup:
                 times[cmd.name].append(elapsed)
-    return [Measurement(cmd.name, times[cmd.name]) for cmd in group.commands]
+                cpu[cmd.name].append(used)
+    return [Measurement(cmd.name, times[cmd.name], cpu[cmd.name]) for cmd in group.commands]
 
 
 def measure_hyperfine(
@@ -151,6 +168,7 @@ def measure_hyperfine(
     _check_runs(group, env)
     rounds = max(1, min(rounds, runs // 2))  # at least two runs per call
     times: dict[str, list[float]] = {cmd.name: [] for cmd in group.commands}
+    cpu: dict[str, list[float]] = {cmd.name: [] for cmd in group.commands}
     for i in range(rounds):
         share = runs // rounds + (1 if i < runs % rounds else 0)
         order = (
@@ -159,7 +177,8 @@ def measure_hyperfine(
         rotated = Group(group.name, order, group.env)
         for m in _hyperfine_once(hyperfine, rotated, env, share, warmup if i == 0 else 1):
             times[m.name].extend(m.times)
-    return [Measurement(cmd.name, times[cmd.name]) for cmd in group.commands]
+            cpu[m.name].extend(m.cpu)
+    return [Measurement(cmd.name, times[cmd.name], cpu[cmd.name]) for cmd in group.commands]
 
 
 def _hyperfine_once(
@@ -192,7 +211,11 @@ def _hyperfine_once(
             )
         with open(export, encoding="utf-8") as f:
             results = json.load(f)["results"]
-    return [Measurement(cmd.name, list(r["times"])) for cmd, r in zip(group.commands, results)]
+    # hyperfine gives the mean user and system time of a command's runs.
+    return [
+        Measurement(cmd.name, list(r["times"]), [r["user"] + r["system"]])
+        for cmd, r in zip(group.commands, results)
+    ]
 
 
 def find_hyperfine() -> str | None:

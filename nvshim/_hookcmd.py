@@ -11,13 +11,16 @@ container's root file system is the folder named by ``root.path``.  Two hooks:
     :mod:`nvshim._ldconfig`.
 
 ``create-symlinks --link TARGET::LINK ...``
-    Makes each ``LINK`` (a container path) a symbolic link to ``TARGET``.
+    Makes each ``LINK`` (a container path) a symbolic link to ``TARGET``,
+    replacing a link to elsewhere or a regular file; a folder in the way is
+    left with a warning (exit 0).
 
 Both read the OCI state (JSON, from the runtime) on stdin to find the bundle.
 Every path inside the rootfs goes through :mod:`nvshim._rootfs`, so a link an
 image planted never leads a write out of the rootfs, and nothing from the
 container's environment reaches a host program.  A failure exits 1 with one
-line ``nvshim-ctl hook <name>: <what>: <why>`` on stderr, which runc shows.
+line ``nvshim-ctl hook <name>: <what>: <why>`` on stderr, which runc shows;
+a warning (``<name>: warning: ...``) goes to stderr with exit 0.
 
 Only the standard library is used: this runs on every container start.
 """
@@ -110,8 +113,9 @@ def _build_parser() -> _Parser:
         "create-symlinks",
         help="create symbolic links inside the container's rootfs",
         description="Make each LINK (a container path) a symbolic link to TARGET; "
-        "parent folders are created, a different link is replaced, a non-link "
-        "in the way fails that entry only.",
+        "parent folders are created, a different link or a regular file is "
+        "replaced, a folder in the way is left with a warning. Exits 1 only "
+        "for an invalid TARGET::LINK.",
     )
     links.add_argument(
         "--link",
@@ -306,8 +310,13 @@ def update_ldcache(
 def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
     """Make each ``TARGET::LINK`` link inside the rootfs.
 
-    :returns: one ``<what>: <why>`` line per entry that failed; the others
-        are done regardless.
+    A link to another target and a regular file (an image's own copy of a
+    library) are replaced; a folder or any other thing in the way, or a link
+    that cannot be made, is left as it is with a warning on stderr: one
+    missing link must not stop the container.
+
+    :returns: one ``<what>: <why>`` line per entry that is itself invalid
+        (the hook then exits 1); the other entries are done regardless.
     """
     failures: list[str] = []
     for spec in specs:
@@ -316,9 +325,15 @@ def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
             failures.append(f"link {spec!r}: not TARGET::LINK")
             continue
         try:
-            _rootfs.ensure_symlink(root_fd, link, target)
-        except (OSError, ValueError) as exc:
+            _rootfs.ensure_symlink(root_fd, link, target, replace_file=True)
+        except ValueError as exc:
             failures.append(f"link {link} -> {target}: {_reason(exc)}")
+        except OSError as exc:
+            why = _reason(exc)
+            print(
+                f"{PROG} create-symlinks: warning: link {link} -> {target}: {why}; left as it is",
+                file=sys.stderr,
+            )
     return failures
 
 

@@ -344,15 +344,21 @@ def _read_link(dir_fd: int, name: str) -> Optional[str]:
         raise
 
 
-def ensure_symlink(root_fd: int, link_path: str, target: str) -> str:
+def ensure_symlink(
+    root_fd: int, link_path: str, target: str, *, replace_file: bool = False
+) -> str:
     """Make ``link_path`` inside the rootfs a symbolic link to ``target``.
 
     Parent folders are created (0755).  The link itself is never followed;
     ``target`` is stored as given (the container resolves it later).
 
+    :param replace_file: also replace a regular file at ``link_path`` (an
+        image's own copy of a library), atomically.
     :returns: ``"created"``, ``"exists"`` (the same link was there) or
-        ``"replaced"`` (a link to somewhere else was swapped atomically).
-    :raises FileExistsError: something that is not a link is at ``link_path``.
+        ``"replaced"`` (a link to somewhere else, or a regular file when
+        ``replace_file``, was swapped atomically).
+    :raises FileExistsError: a folder, or something else that is not a link,
+        is at ``link_path`` (a regular file only without ``replace_file``).
     :raises ValueError: ``link_path`` is not a clean absolute path or
         ``target`` is empty or holds a NUL byte.
     """
@@ -361,7 +367,7 @@ def ensure_symlink(root_fd: int, link_path: str, target: str) -> str:
     parent, name = _split_parent(link_path)
     dir_fd = open_dir(root_fd, parent, create=True)
     try:
-        current = _read_link(dir_fd, name)
+        current = _existing_link(dir_fd, name, replace_file)
         if current == target:
             return "exists"
         if current is None:
@@ -369,7 +375,7 @@ def ensure_symlink(root_fd: int, link_path: str, target: str) -> str:
                 os.symlink(target, name, dir_fd=dir_fd)
                 return "created"
             except FileExistsError:
-                current = _read_link(dir_fd, name)  # appeared meanwhile
+                current = _existing_link(dir_fd, name, replace_file)  # appeared meanwhile
                 if current == target:
                     return "exists"
         # Replace through a temporary link and rename(2), so the path is
@@ -384,6 +390,25 @@ def ensure_symlink(root_fd: int, link_path: str, target: str) -> str:
         return "replaced"
     finally:
         os.close(dir_fd)
+
+
+def _existing_link(dir_fd: int, name: str, replace_file: bool) -> Optional[str]:
+    """:func:`_read_link`, with a regular file reported as ``""`` when ``replace_file``.
+
+    rename(2) then swaps the file for the link (it never follows ``name``)
+    and refuses a folder that took its place meanwhile.
+
+    :raises FileExistsError: ``name`` is a folder or another non-link.
+    """
+    try:
+        return _read_link(dir_fd, name)
+    except FileExistsError:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            raise FileExistsError(errno.EEXIST, "a folder is in the way", name) from None
+        if replace_file and stat.S_ISREG(st.st_mode):
+            return ""
+        raise
 
 
 def _unlink_quietly(dir_fd: int, name: str) -> None:

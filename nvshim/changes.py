@@ -262,6 +262,12 @@ def _short(value: Any) -> str:
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
+def _live(spec: _SpecLike) -> dict[str, Any]:
+    """The spec's live data, read without counting as handing it out (see ``Spec.raw``)."""
+    data = getattr(spec, "_data", None)
+    return data if isinstance(data, dict) else spec.raw
+
+
 class ChangeTracker:
     """Collects the changes of a modifier chain and finds conflicts between modifiers.
 
@@ -320,11 +326,29 @@ class ChangeTracker:
         if spec is not None:
             if self._current is not None:
                 self.finish()  # the previous modifier's raw changes are its own
-            if self._spec is not spec or self._snapshot is None:
-                self._snapshot = spec.to_dict()
+            if self._spec is not spec:
+                self._snapshot = None
             self._spec = spec
             self._current = (name, record, len(self.changes))
+            # Until Spec.raw has handed the live data out, only the Spec's
+            # methods (all recorded) can change it: the snapshot waits for the
+            # first access to raw (on_raw).  Once handed out, a reference kept
+            # from an earlier modifier may change it at any time, so every
+            # modifier from then on is compared, as a spec-like without the
+            # flag always is.
+            if self._snapshot is None and getattr(spec, "_raw_out", True):
+                self._snapshot = spec.to_dict()
         return record
+
+    def on_raw(self) -> None:
+        """Snapshot the spec now unless done: the current modifier is about to get ``Spec.raw``.
+
+        Pass it to :meth:`nvshim.Spec.recording` with :meth:`recorder_for`'s
+        recorder.  The snapshot holds the modifier's recorded changes so far,
+        which :meth:`finish` leaves out anyway.
+        """
+        if self._current is not None and self._snapshot is None and self._spec is not None:
+            self._snapshot = self._spec.to_dict()
 
     def finish(self) -> list[Change]:
         """Attribute what the current modifier changed outside the Spec API.
@@ -337,7 +361,7 @@ class ChangeTracker:
             return []
         name, record, start = self._current
         self._current = None
-        data = self._spec.raw
+        data = _live(self._spec)
         if data == self._snapshot:
             return []  # the snapshot still matches: the next modifier reuses it
         explained = {field_key(c) for c in self.changes[start:]}

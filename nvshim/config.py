@@ -475,13 +475,23 @@ def _structure_with_cattrs(data: Mapping[str, Any], source: str) -> Config:
 def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load the configuration from ``path`` (default: see :func:`config_path`).
 
-    A missing file gives the defaults; a bad one raises :class:`ConfigError`.
+    A missing file gives the defaults, except one that ``$NVSHIM_CONFIG``
+    names (an admin who points nvshim at a file means that file); a bad one
+    raises :class:`ConfigError`.
     """
     name = path if path is not None else config_path(environ)
     raw = read_toml(name)
     if raw is None:
+        if path is None and _named_by_nvshim_config(name, environ):
+            raise ConfigError(f"config {name}: no such file (named by NVSHIM_CONFIG)")
         return Config()
     return structure_config(raw, name)
+
+
+def _named_by_nvshim_config(name: str, environ: Mapping[str, str] | None) -> bool:
+    import os
+
+    return (os.environ if environ is None else environ).get("NVSHIM_CONFIG") == name
 
 
 def plugin_options(config: Config, name: str, config_class: type | None) -> Any:

@@ -203,11 +203,11 @@ class ContainerRequest:
 def lookup_env(env: Sequence[str], name: str) -> str | None:
     """The value of ``name`` in an OCI ``process.env`` list, or ``None``.
 
-    The first entry wins; ``NAME`` alone (no ``=``) gives ``""``;
-    ``NAME_X=...`` does not match ``NAME``.  Entries that are not strings are
-    skipped.
+    The last entry wins, as in the container and in NVIDIA's runtime;
+    ``NAME`` alone (no ``=``) gives ``""``; ``NAME_X=...`` does not match
+    ``NAME``.  Entries that are not strings are skipped.
     """
-    for entry in env:
+    for entry in reversed(env):
         if not isinstance(entry, str) or not entry.startswith(name):
             continue
         rest = entry[len(name) :]
@@ -362,17 +362,18 @@ def _capabilities(
 
 
 def _requirements(env: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    found: list[str] = []
+    # One value a variable, the last one (what the container sees), in the
+    # order the variables first appear.
+    values: dict[str, str] = {}
     for entry in env:
         name, _, value = entry.partition("=")
-        if name in seen or not name.startswith(ENV_REQUIRE_PREFIX):
-            continue
-        seen.add(name)
-        if name.startswith(ENV_REQUIRE_JETPACK) or not value.strip():
-            continue
-        found.append(value)
-    return found
+        if name.startswith(ENV_REQUIRE_PREFIX):
+            values[name] = value
+    return [
+        value
+        for name, value in values.items()
+        if not name.startswith(ENV_REQUIRE_JETPACK) and value.strip()
+    ]
 
 
 def read_request(
@@ -433,7 +434,9 @@ def read_container_request(spec: Spec, config: Config) -> ContainerRequest:
 
     :raises RequestError: as :func:`read_request`.
     """
-    return read_request(spec.raw, RequestOptions.from_config(config))
+    from nvshim.spec import readonly_data  # only read: see Spec.raw
+
+    return read_request(readonly_data(spec), RequestOptions.from_config(config))
 
 
 def _read_devices(

@@ -210,7 +210,7 @@ def apply_modifiers(
             modifier=modifier.name,
         )
         before = len(tracker.changes)
-        with spec.recording(tracker.recorder_for(info, spec)):
+        with spec.recording(tracker.recorder_for(info, spec), tracker.on_raw):
             info.apply(spec, own, timeout, log)
         tracker.finish()  # attributes what it changed through Spec.raw
         applied.append(modifier.name)
@@ -315,9 +315,9 @@ class Runtime:
 
     def print_version(self) -> None:
         """Print nvshim's version and its active modifiers to stdout."""
-        from nvshim._version import __version__
+        from nvshim._version import DISTRIBUTION, __version__
 
-        lines = [f"nvshim version {__version__}"]
+        lines = [f"nvshim version {__version__} ({DISTRIBUTION})"]
         try:
             modifiers = self.modifiers
             names = ", ".join(m.name for m in modifiers.active) or "none"
@@ -361,6 +361,13 @@ def build_runtime(
     logger = make_logger(config, args)
     logger.debug("argv: %s", list(args.full_argv))
     logger.debug("config: %s", config.source or "none (defaults)")
-    for key in config.ignored_keys:
-        logger.debug("config: ignoring unknown key %s", key)
+    if config.ignored_keys:
+        # A misspelt key leaves its setting at the default: say so every time.
+        from nvshim._configkeys import classify
+
+        report = classify(config)
+        for line in report.unknown_lines(config.source or "<defaults>"):
+            logger.warning("%s", line)
+        for line in report.nvidia_lines(config.source or "<defaults>"):
+            logger.debug("%s", line)
     return Runtime(args.full_argv, args, config, logger, plugin_manager)

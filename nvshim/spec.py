@@ -254,13 +254,17 @@ class Spec:
     :meth:`save` or get the JSON object with :meth:`to_dict`.
     """
 
-    __slots__ = ("_data", "_recorder")
+    __slots__ = ("_data", "_on_raw", "_raw_out", "_recorder")
 
     def __init__(self, data: dict[str, Any]) -> None:
         """Wrap ``data`` (which the Spec then owns; use :meth:`from_dict` to copy)."""
         _check_shape(data)
         self._data = data
         self._recorder: Callable[[Change], None] | None = None
+        self._on_raw: Callable[[], None] | None = None
+        # Whether :attr:`raw` ever handed the live data out: until then, the
+        # methods (all recorded) are the only way to change it.
+        self._raw_out = False
 
     # -- loading and saving ------------------------------------------------
 
@@ -302,9 +306,14 @@ class Spec:
     def raw(self) -> dict[str, Any]:
         """The live JSON object, for reading fields the API does not cover.
 
-        Changes made here bypass change tracking, conflict detection and
-        attribution; modifiers should use the methods of this class instead.
+        Changes made here bypass the Spec's own recording: the core finds
+        them by comparing the spec before and after the modifier, which costs
+        a copy and a comparison of the whole spec for it and every later one.
+        Modifiers should use the methods of this class instead.
         """
+        if self._on_raw is not None:
+            self._on_raw()  # before the caller can change anything
+        self._raw_out = True
         return self._data
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -331,15 +340,22 @@ class Spec:
 
     # -- change recording --------------------------------------------------
 
-    def recording(self, recorder: Callable[[Change], None]) -> _Recording:
+    def recording(
+        self,
+        recorder: Callable[[Change], None],
+        on_raw: Callable[[], None] | None = None,
+    ) -> _Recording:
         """Send every change made through this Spec's methods to ``recorder``.
 
         A context manager: ``with spec.recording(changes.append): ...``.  The
         recorder in place before is put back on leaving, so recordings nest.
         The core uses it to attribute each change to the modifier that made
         it (:class:`nvshim.changes.ChangeTracker`).
+
+        :param on_raw: called on each access to :attr:`raw` meanwhile, before
+            the live data is handed out (the tracker snapshots the spec then).
         """
-        return _Recording(self, recorder)
+        return _Recording(self, recorder, on_raw)
 
     def _record(self, kind: str, key: str, action: str, before: Any, after: Any) -> None:
         if self._recorder is not None:
@@ -369,30 +385,40 @@ class Spec:
     def get_env(self, name: str) -> str | None:
         """The value of ``name`` in ``process.env``, or None when it is not set.
 
-        The first entry wins; ``NAME`` alone (no ``=``) gives ``""``;
-        ``NAME_X=...`` does not match ``NAME``.
+        The last entry wins, as in the container (runc, crun) and NVIDIA's
+        runtime; ``NAME`` alone (no ``=``) gives ``""``; ``NAME_X=...`` does
+        not match ``NAME``.
         """
+        found: str | None = None
         for entry in (self._data.get("process") or {}).get("env") or ():
             key, sep, value = entry.partition("=")
             if key == name:
-                return value if sep else ""
-        return None
+                found = value if sep else ""
+        return found
 
     def set_env(self, name: str, value: str) -> None:
-        """Set ``name`` to ``value``: replace the first entry in place, else append."""
+        """Set ``name`` to ``value``.
+
+        The first entry of that name is replaced in place and every later one
+        removed (a later duplicate would win in the container); with none,
+        the entry is appended.
+        """
         if not name or "=" in name or "\0" in name:
             raise ValueError(f"invalid environment variable name {name!r}")
         env: list[str] = self._section("process", "env", default=list)
         entry = f"{name}={value}"
-        for i, existing in enumerate(env):
-            key, sep, old = existing.partition("=")
-            if key == name:
-                if existing != entry:
-                    env[i] = entry
-                    self._record("env", name, "replace", old if sep else "", value)
-                return
-        env.append(entry)
-        self._record("env", name, "add", None, value)
+        places = [i for i, existing in enumerate(env) if existing.partition("=")[0] == name]
+        if not places:
+            env.append(entry)
+            self._record("env", name, "add", None, value)
+            return
+        if len(places) == 1 and env[places[0]] == entry:
+            return
+        old = self.get_env(name)
+        env[places[0]] = entry
+        for i in reversed(places[1:]):
+            del env[i]
+        self._record("env", name, "replace", old, value)
 
     def unset_env(self, name: str) -> bool:
         """Remove every entry for ``name``; return whether one was there."""
@@ -582,6 +608,8 @@ class Spec:
         before = linux.get(key)
         if before == value:
             return
+        # A copy: the caller's object, changed later, must not change the spec unseen.
+        value = _copy(value)
         linux[key] = value
         self._record("linux", key, "add" if before is None else "replace", before, value)
 
@@ -607,20 +635,40 @@ class Spec:
 class _Recording:
     """What :meth:`Spec.recording` returns (no contextlib: the create path does not need it)."""
 
-    __slots__ = ("_previous", "_recorder", "_spec")
+    __slots__ = ("_on_raw", "_previous", "_recorder", "_spec")
 
-    def __init__(self, spec: Spec, recorder: Callable[[Change], None]) -> None:
+    def __init__(
+        self,
+        spec: Spec,
+        recorder: Callable[[Change], None],
+        on_raw: Callable[[], None] | None = None,
+    ) -> None:
         self._spec = spec
         self._recorder = recorder
-        self._previous: Callable[[Change], None] | None = None
+        self._on_raw = on_raw
+        self._previous: tuple[Callable[[Change], None] | None, Callable[[], None] | None] = (
+            None,
+            None,
+        )
 
     def __enter__(self) -> Spec:
-        self._previous = self._spec._recorder
+        self._previous = (self._spec._recorder, self._spec._on_raw)
         self._spec._recorder = self._recorder
+        self._spec._on_raw = self._on_raw
         return self._spec
 
     def __exit__(self, *_exc: object) -> None:
-        self._spec._recorder = self._previous
+        self._spec._recorder, self._spec._on_raw = self._previous
+
+
+def readonly_data(spec: Spec) -> dict[str, Any]:
+    """The live JSON object of ``spec``, for nvshim's own code that only reads it.
+
+    Unlike :attr:`Spec.raw` it does not count as handing the data out, so the
+    core need not compare the whole spec after each modifier to find changes
+    made through it: never change what it returns.
+    """
+    return spec._data
 
 
 def _same_record(cls: type[Any], existing: dict[str, Any], record: Any) -> bool:

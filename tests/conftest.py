@@ -26,18 +26,37 @@ os.environ.setdefault(
     "NVSHIM_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"nvshim-test-cache-{os.getpid()}")
 )
 
-# Prints, at the end of a run, what the reliability tests tried and that nothing was lost.
-pytest_plugins = ["reliability_report"]
+# Prints, at the end of a run, what the reliability tests tried and that nothing was lost;
+# fails a run that changed the host's /etc or /var/cache/nvshim.
+pytest_plugins = ["reliability_report", "host_guard"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
+#: The test data kept in the repository (see tests/data/README.md).
+DATA = REPO / "tests" / "data"
+#: Top folders of ../shared that the repository carries a copy of, under DATA.
+_IN_REPO = frozenset({"reference-data"})
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, skipping the test when it is absent."""
+    """A test data path: ``reference-data/...`` from tests/data, the rest from ../shared.
+
+    The reference data (config.json files, CSV files, NVIDIA's fake host
+    roots) is part of the repository; only the OCI and CDI JSON schemas stay
+    in a ``shared`` folder beside the checkout, and a test needing them skips
+    when it is absent (tests/data/README.md says where to get them).
+    """
+    if parts and parts[0] in _IN_REPO:
+        path = DATA.joinpath(*parts)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: test data missing from the repository")
+        return path
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent (the ../shared data folder is not beside the checkout)")
+        pytest.skip(
+            f"{path} is absent: the JSON schemas live in a shared/ folder beside the "
+            "checkout (tests/data/README.md says where to get them)"
+        )
     return path
 
 
@@ -125,6 +144,7 @@ def shim_env(tmp_path: Path, fake_runtime: FakeRuntime) -> dict[str, str]:
     config = write_config(tmp_path / "config.toml", [str(fake_runtime.path)])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env["NVSHIM_CONFIG"] = str(config)
+    env["NVSHIM_CACHE_DIR"] = os.environ["NVSHIM_CACHE_DIR"]  # never the host's
     return env
 
 

@@ -380,8 +380,8 @@ def private_cgroup_v1(argv: Sequence[str]) -> list[str]:
 class NvshimSetup:
     """nvshim's configuration file and a test plugin, under ``folder``.
 
-    ``env`` is what nvshim must see (``NVSHIM_CONFIG`` and ``PYTHONPATH`` for
-    the plugin); engines pass it on in their own ways.
+    ``env`` is what nvshim must see (``NVSHIM_CONFIG``, ``PYTHONPATH`` for
+    the plugin, ``NVSHIM_CACHE_DIR``); engines pass it on in their own ways.
     """
 
     def __init__(
@@ -422,7 +422,13 @@ class NvshimSetup:
             f'debug = "{self.debug_log}"\n'
             'log-level = "debug"\n' + extra_toml
         )
-        self.env = {"NVSHIM_CONFIG": str(self.config), "PYTHONPATH": str(plugins)}
+        # The cache under the test's folder: as root the default is the host's
+        # /var/cache/nvshim.
+        self.env = {
+            "NVSHIM_CONFIG": str(self.config),
+            "PYTHONPATH": str(plugins),
+            "NVSHIM_CACHE_DIR": str(folder / "cache"),
+        }
 
     @staticmethod
     def _csv_host(folder: Path) -> str:
@@ -527,7 +533,14 @@ class Dockerd:
         self.docker = require_binary("docker")
         self.folder = area.sub("docker")
         self.config = self.folder / "daemon.json"
-        self.config.write_text(json.dumps({"log-level": "info", "ip-forward": False}))
+        settings = {
+            "log-level": "info",
+            "ip-forward": False,
+            # dockerd (20.10) otherwise writes its trust key to the host's
+            # /etc/docker/key.json; this key has no command-line flag.
+            "deprecated-key-path": str(self.folder / "key.json"),
+        }
+        self.config.write_text(json.dumps(settings))
         self.configure_output = configure("docker", self.config, nvshim)
         self.socket = self.folder / "docker.sock"
         argv = [

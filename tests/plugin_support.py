@@ -68,9 +68,16 @@ def tool_env(site: Optional[Path], config: Optional[Path], **extra: str) -> dict
     """An environment for nvshim/nvshim-ctl with ``site`` on PYTHONPATH and ``config``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NVSHIM_", "NVIDIA_"))}
     env.pop("PYTHONPATH", None)
+    # Never the host's /var/cache/nvshim (the default for root): the session's.
+    env["NVSHIM_CACHE_DIR"] = os.environ["NVSHIM_CACHE_DIR"]
     if site is not None:
         env["PYTHONPATH"] = str(site)
-    env["NVSHIM_CONFIG"] = str(config) if config is not None else "/nonexistent/config.toml"
+    if config is not None:
+        env["NVSHIM_CONFIG"] = str(config)
+    else:
+        # No file where the runtime looks: the defaults (a missing file that
+        # NVSHIM_CONFIG names is an error, so it is not set).
+        env["XDG_CONFIG_HOME"] = "/nonexistent"
     env.update(extra)
     return env
 

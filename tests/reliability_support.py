@@ -167,6 +167,8 @@ class Shim:
         env.pop("RELTEST_STAMP", None)
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}"
         env["NVSHIM_CONFIG"] = str(self.config)
+        # Its own entry-point cache: as root the default is the host's /var/cache/nvshim.
+        env["NVSHIM_CACHE_DIR"] = str(folder / "cache")
         if plugin:
             site = make_plugin_site(folder / "site")
             env["PYTHONPATH"] = os.pathsep.join(

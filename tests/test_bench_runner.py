@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
 sys.path.insert(0, str(BENCH))
 
 import fixtures  # noqa: E402
@@ -147,9 +147,8 @@ def test_large_spec_has_the_sizes_the_issue_names() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
-@pytest.mark.skipif(not (SHARED / "reference-data/csv/orin").is_dir(), reason="../shared missing")
 def test_fake_jetson_root_holds_every_csv_path(tmp_path: Path) -> None:
-    orin = SHARED / "reference-data/csv/orin"
+    orin = DATA / "reference-data/csv/orin"
     root = fixtures.make_fake_jetson_root(tmp_path / "root", orin)
     for kind, path in fixtures._csv_entries(orin):
         found = sorted(root.glob(path.lstrip("/")))
@@ -249,7 +248,15 @@ def test_hyperfine_rounds_split_the_runs(tmp_path: Path) -> None:
     assert first_of_each_round == ["a", "b", "a"]
 
 
-def test_podman_case_puts_each_runtime_behind_the_same_wrapper(tmp_path: Path) -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
+    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
+        yield Path(folder)
+
+
+def test_podman_case_puts_each_runtime_behind_the_same_wrapper(short_tmp: Path) -> None:
+    tmp_path = short_tmp
     skipped: dict[str, str] = {}
     groups = run._podman_group(tmp_path, "/opt/nvshim/bin/nvshim", skipped)
     if not groups:
@@ -274,13 +281,6 @@ def test_podman_case_puts_each_runtime_behind_the_same_wrapper(tmp_path: Path) -
     assert str(tmp_path / "podman" / "stand-in-hook") in config
 
 
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
-    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
-        yield Path(folder)
-
-
 @pytest.mark.engine
 def test_podman_case_runs(short_tmp: Path) -> None:
     tmp_path = short_tmp
@@ -298,3 +298,57 @@ def test_podman_case_runs(short_tmp: Path) -> None:
     assert [len(m.times) for m in measured] == [1, 1]
     # Through nvshim only (the check run and the timed one): the GPU request was served.
     assert hook_log.read_text().split() == ["ran", "ran"]
+
+
+def test_interpreter_of_the_sh_wrapper_reads_nvshim_python(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvshim").write_text("#!/bin/sh\nexec whatever\n")
+    (bin_dir / "nvshim-python").write_text("#!/opt/venv/bin/python3.11\nimport sys\n")
+    assert fixtures.interpreter_of(str(bin_dir / "nvshim")) == "/opt/venv/bin/python3.11"
+    # Through a link, and with pip's form for long interpreter paths.
+    (tmp_path / "link").symlink_to(bin_dir / "nvshim")
+    long_python = "/opt/" + "x" * 200 + "/bin/python"
+    (bin_dir / "nvshim-python").write_text(f"#!/bin/sh\n'''exec' '{long_python}' \"$0\" \"$@\"\n")
+    assert fixtures.interpreter_of(str(tmp_path / "link")) == long_python
+
+
+def test_nvshim_in_venv_copies_the_wrapper_with_the_venvs_interpreter(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "nvshim").write_text("#!/bin/sh\necho nvshim\n")
+    (base / "nvshim-ctl").write_text("#!/bin/sh\necho ctl\n")
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    argv = fixtures.nvshim_in_venv(str(base / "nvshim"), str(venv_bin / "python"))
+    assert argv == [str(venv_bin / "nvshim")]
+    assert (venv_bin / "nvshim-python").read_text() == f"#!{venv_bin / 'python'}\n"
+    assert (venv_bin / "nvshim-ctl").read_text() == "#!/bin/sh\necho ctl\n"
+    # An older "#!python" script is run by the venv's interpreter instead.
+    (base / "old").write_text("#!/usr/bin/python3\nimport sys\n")
+    old = fixtures.nvshim_in_venv(str(base / "old"), "/v/bin/python")
+    assert old == ["/v/bin/python", str(base / "old")]
+
+
+def test_cpu_time_is_measured_and_reported_as_a_ratio() -> None:
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.05: pass"
+    group = timing.Group(
+        "create",
+        [
+            timing.Command("F", [sys.executable, "-c", "import time; time.sleep(0.05)"]),
+            timing.Command("create legacy", [sys.executable, "-c", busy]),
+        ],
+    )
+    measured = {m.name: m for m in timing.measure_python(group, runs=3, warmup=0)}
+    sleepy, spinning = measured["F"], measured["create legacy"]
+    assert len(sleepy.cpu) == len(spinning.cpu) == 3
+    # Both take about 50 ms of wall time; only one of them uses the CPU for it.
+    assert spinning.cpu_median is not None
+    assert spinning.cpu_median >= 0.05
+    assert sleepy.cpu_median is not None
+    assert sleepy.cpu_median < spinning.cpu_median
+    rows = {r["label"]: r for r in run._ratio_rows({"create": measured}, {})}
+    assert rows["create legacy / F"]["cpu_ratio"] == pytest.approx(
+        spinning.cpu_median / sleepy.cpu_median
+    )
+    assert "cpu" in run._table(list(rows.values()), {}).splitlines()[0]

@@ -327,7 +327,11 @@ def test_bad_config_fails_create_but_not_pass_through(
     config = write_config(
         tmp_path / "c.toml", [str(fake_runtime.path)], "[nvshim]\ndisabled-modifier = []\n"
     )
-    env = {"NVSHIM_CONFIG": str(config), "PATH": os.environ.get("PATH", "")}
+    env = {
+        "NVSHIM_CONFIG": str(config),
+        "PATH": os.environ.get("PATH", ""),
+        "NVSHIM_CACHE_DIR": os.environ["NVSHIM_CACHE_DIR"],  # never the host's
+    }
     bundle = make_bundle_dir(tmp_path / "bundle")
     result = run_shim(nvshim_exe, ["create", "--bundle", str(bundle), "c"], env)
     assert result.returncode == 1
@@ -350,7 +354,11 @@ def test_debug_log_records_the_create(
         [str(fake_runtime.path)],
         f'debug = "{log}"\nlog-level = "debug"\n',
     )
-    env = {"NVSHIM_CONFIG": str(config), "PATH": os.environ.get("PATH", "")}
+    env = {
+        "NVSHIM_CONFIG": str(config),
+        "PATH": os.environ.get("PATH", ""),
+        "NVSHIM_CACHE_DIR": os.environ["NVSHIM_CACHE_DIR"],  # never the host's
+    }
     bundle = make_bundle_dir(tmp_path / "bundle")
     result = run_shim(nvshim_exe, ["create", "--bundle", str(bundle), "c"], env)
     assert result.returncode == 0, result.stderr

@@ -132,7 +132,8 @@ def test_find_csv_files(tmp_path: Path) -> None:
     every = [os.path.basename(p) for p in find_csv_files(str(tmp_path))]
     assert every == ["DEVICES.CSV", "drivers.csv", "l4t.Csv", "other.csv"]
     default = find_csv_files(str(tmp_path), ["l4t.csv", "drivers.csv", "devices.csv"])
-    assert [os.path.basename(p) for p in default] == ["DEVICES.CSV", "drivers.csv", "l4t.Csv"]
+    # The base files are matched exactly, as NVIDIA's runtime does.
+    assert [os.path.basename(p) for p in default] == ["drivers.csv"]
     assert find_csv_files(str(tmp_path / "missing")) == []
 
 
@@ -264,7 +265,8 @@ def test_discover_devices_globs_and_links(tmp_path: Path) -> None:
         # A link to a device is followed: the node gets the device's numbers.
         ("/dev/nvhost-alias", "c", 10, 120),
     ]
-    assert found.devices[0].file_mode == 0o666
+    # No mode and no owner from the host: the modifier gives the container user's ids.
+    assert {(d.file_mode, d.uid, d.gid) for d in found.devices} == {(None, None, None)}
 
 
 def test_discover_duplicates_are_dropped_in_order(tmp_path: Path) -> None:
@@ -314,7 +316,8 @@ def test_modifier_injects_mounts_and_hooks(host: dict[str, Path]) -> None:
     hooks = data["hooks"]["createContainer"]
     ctl = find_nvshim_ctl()
     assert os.path.isabs(ctl)
-    assert hooks[0] == {
+    # create-symlinks first, so that ldconfig sees the links.
+    assert hooks[1] == {
         "path": ctl,
         "args": [
             ctl,
@@ -327,7 +330,7 @@ def test_modifier_injects_mounts_and_hooks(host: dict[str, Path]) -> None:
         ],
         "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
     }
-    assert hooks[1]["args"] == [
+    assert hooks[0]["args"] == [
         ctl,
         "hook",
         "create-symlinks",
@@ -358,9 +361,10 @@ def test_nvidia_ctk_path_is_used_when_set(host: dict[str, Path]) -> None:
     result = run_chain(minimal_spec(process={"env": GPU_ENV}), config)
     hooks = result.spec.hooks("createContainer")
     assert [h.path for h in hooks] == ["/usr/bin/nvidia-ctk", "/usr/bin/nvidia-ctk"]
-    assert hooks[0].args[:3] == ("/usr/bin/nvidia-ctk", "hook", "update-ldcache")
-    assert hooks[0].args[-2:] == ("--ldconfig-path", "@/sbin/ldconfig.real")
-    assert hooks[1].args[:3] == ("/usr/bin/nvidia-ctk", "hook", "create-symlinks")
+    assert hooks[0].args[:3] == ("/usr/bin/nvidia-ctk", "hook", "create-symlinks")
+    assert hooks[1].args[:3] == ("/usr/bin/nvidia-ctk", "hook", "update-ldcache")
+    # NVIDIA's own default ldconfig is left implicit (hooks before v1.15 lack the flag).
+    assert "--ldconfig-path" not in hooks[1].args
 
 
 @pytest.mark.parametrize("value", [None, "", "void"])
@@ -519,7 +523,7 @@ def test_jetson_csv_files(tmp_path: Path, name: str) -> None:
     symlink_hooks = [h for h in hooks if "create-symlinks" in h["args"]]
     assert sum(a == "--link" for h in symlink_hooks for a in h["args"]) == links
     assert len(symlink_hooks) == (1 if links else 0)
-    assert "update-ldcache" in hooks[0]["args"]
+    assert "update-ldcache" in hooks[-1]["args"]
     rules = data["linux"]["resources"]["devices"]
     assert {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"} in rules
     assert schema_errors(data) == []
@@ -572,8 +576,8 @@ def test_through_the_nvshim_cli(
         "/usr/local/cuda",
     ]
     assert [h["args"][2] for h in written["hooks"]["createContainer"]] == [
-        "update-ldcache",
         "create-symlinks",
+        "update-ldcache",
     ]
     assert len(fake_runtime.calls()) == 1
 

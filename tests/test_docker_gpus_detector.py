@@ -67,7 +67,7 @@ def test_on_hook_error_refuses_the_container() -> None:
     with pytest.raises(NvshimError) as info:
         apply_modifiers(Spec.from_dict(spec_with(DOCKER_HOOK)), config=make_config("cdi", "error"))
     line = info.value.line
-    assert line.startswith("nvshim: modifier 'docker-gpus-detector' (nvshim ")
+    assert line.startswith("nvshim: modifier 'docker-gpus-detector' (nvshim-runtime ")
     assert "--runtime=nvshim" in line
     assert "--gpus" in line
 

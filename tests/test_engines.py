@@ -274,7 +274,8 @@ def test_docker_knows_the_configured_runtime(dockerd: es.Dockerd, nvshim: str) -
     runtimes = json.loads(es.check(dockerd.client("info", "--format", "{{json .Runtimes}}")))
     assert runtimes["nvshim"]["path"] == nvshim
     written = json.loads(dockerd.config.read_text())
-    assert list(written) == ["log-level", "ip-forward", "runtimes"]  # other keys kept, in order
+    # other keys kept, in order
+    assert list(written) == ["log-level", "ip-forward", "deprecated-key-path", "runtimes"]
     assert "restart Docker" in dockerd.configure_output
 
 

@@ -170,6 +170,8 @@ def test_create_symlinks_existing_replaced_and_blocked(
     os.symlink("same", lib / "a")
     os.symlink("old", lib / "b")
     (lib / "c").write_text("a real file")
+    (lib / "folder").mkdir()
+    (lib / "folder" / "kept").write_text("x")
     rc = bundle.run(
         "create-symlinks",
         "--link",
@@ -179,6 +181,8 @@ def test_create_symlinks_existing_replaced_and_blocked(
         "--link",
         "x::/lib/c",
         "--link",
+        "y::/lib/folder",
+        "--link",
         "no-separator",
         "--link",
         "t::relative/link",
@@ -187,18 +191,19 @@ def test_create_symlinks_existing_replaced_and_blocked(
         "--link",
         "d::/lib/d",
     )
-    assert rc == 1
+    assert rc == 1  # the invalid entries
     lines = stderr_lines(capsys)
     assert len(lines) == 4, lines
-    assert all(line.startswith("nvshim-ctl hook create-symlinks: link ") for line in lines)
-    assert "/lib/c -> x" in lines[0]
-    assert "not a symbolic link" in lines[0]
+    assert all(line.startswith("nvshim-ctl hook create-symlinks: ") for line in lines)
+    assert lines[0].startswith("nvshim-ctl hook create-symlinks: warning: link /lib/folder -> y")
+    assert "a folder is in the way" in lines[0]
     assert "not TARGET::LINK" in lines[1]
     assert "absolute" in lines[2]
     assert "'..'" in lines[3]
     assert os.readlink(lib / "a") == "same"
     assert os.readlink(lib / "b") == "new"
-    assert (lib / "c").read_text() == "a real file"
+    assert os.readlink(lib / "c") == "x"  # the image's own file is replaced
+    assert (lib / "folder" / "kept").read_text() == "x"  # a folder is left alone
     assert os.readlink(lib / "d") == "d"  # the entry after the failures was done
     assert not (bundle.path / "escape").exists()
 
@@ -633,9 +638,8 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_as_a_process(bundle: Bundle) -> None:
-    """Run as runc runs a hook: a process, the state on stdin, one line on failure."""
-    (bundle.rootfs / "lib").mkdir()
-    (bundle.rootfs / "lib" / "blocker").write_text("x")
+    """Run as runc runs a hook: a process, the state on stdin; a folder in the way is a warning."""
+    (bundle.rootfs / "lib" / "blocker").mkdir(parents=True)
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         [
@@ -653,13 +657,14 @@ def test_as_a_process(bundle: Bundle) -> None:
         env=env,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 0
     assert result.stdout == b""
     assert result.stderr.decode().splitlines() == [
-        "nvshim-ctl hook create-symlinks: link /lib/blocker -> t: "
-        "exists and is not a symbolic link: blocker"
+        "nvshim-ctl hook create-symlinks: warning: link /lib/blocker -> t: "
+        "a folder is in the way: blocker; left as it is"
     ]
     assert os.readlink(bundle.rootfs / "lib" / "ok") == "t"
+    assert (bundle.rootfs / "lib" / "blocker").is_dir()
 
 
 # --- under real runc -------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def _installed_venv(folder: str) -> Path:
     )
     if built.returncode != 0:
         pytest.skip(f"cannot build the wheel here: {built.stderr.strip()[-300:]}")
-    wheel = next(dist.glob("nvshim-*.whl"))
+    wheel = next(dist.glob("nvshim_runtime-*.whl"))
     env_dir = base / "venv"
     venv.EnvBuilder(symlinks=True, with_pip=False).create(env_dir)
     installed = subprocess.run(

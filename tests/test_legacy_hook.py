@@ -105,7 +105,7 @@ def test_missing_hook_refuses_a_gpu_container(tmp_path: Path) -> None:
     with pytest.raises(NvshimError) as info:
         run_chain(minimal_spec(process={"env": GPU_ENV}), legacy_config(missing))
     line = info.value.line
-    assert line.startswith("nvshim: modifier 'legacy-hook' (nvshim ")
+    assert line.startswith("nvshim: modifier 'legacy-hook' (nvshim-runtime ")
     assert "asks for GPUs" in line
     assert missing in line
 

@@ -192,7 +192,11 @@ def test_nvshim_ctl_plugins_lists_broken_plugins(nvshim_ctl: str, tmp_path: Path
         {"nvshim_t_broken": "raise SyntaxError('nope')\n"},
         {"t-broken": "nvshim_t_broken"},
     )
-    env = {"PYTHONPATH": str(site), "NVSHIM_CONFIG": str(tmp_path / "none.toml")}
+    env = {
+        "PYTHONPATH": str(site),
+        "NVSHIM_CONFIG": "/dev/null",
+        "NVSHIM_CACHE_DIR": str(tmp_path / "cache"),  # never the host's
+    }
     result = subprocess.run(
         [nvshim_ctl, "plugins", "--json"], env=env, capture_output=True, timeout=60
     )
@@ -212,7 +216,7 @@ def test_nvshim_ctl_plugins_lists_broken_plugins(nvshim_ctl: str, tmp_path: Path
     assert rows["t-broken"]["distribution"] == "nvshim-t-broken"
     for builtin in ("legacy-hook", "csv-discovery", "docker-gpus-detector", "cdi"):
         if builtin in rows:
-            assert rows[builtin]["distribution"] == "nvshim"
+            assert rows[builtin]["distribution"] == "nvshim-runtime"
     listed = subprocess.run([nvshim_ctl, "plugins"], env=env, capture_output=True, timeout=60)
     assert listed.returncode == 1
     text = listed.stdout.decode()
@@ -232,7 +236,11 @@ def test_nvshim_ctl_plugins_exits_0_when_a_broken_plugin_is_disabled(
     )
     config = tmp_path / "config.toml"
     config.write_text('[nvshim]\ndisabled-modifiers = ["t-broken"]\n')
-    env = {"PYTHONPATH": str(site), "NVSHIM_CONFIG": str(config)}
+    env = {
+        "PYTHONPATH": str(site),
+        "NVSHIM_CONFIG": str(config),
+        "NVSHIM_CACHE_DIR": str(tmp_path / "cache"),  # never the host's
+    }
     result = subprocess.run(
         [nvshim_ctl, "plugins", "--json"], env=env, capture_output=True, timeout=60
     )
@@ -259,7 +267,7 @@ main(['nvshim', 'state', 'x'])
         [sys.executable, "-c", code],
         capture_output=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "NVSHIM_CONFIG": "/nonexistent.toml"},
+        env={"PATH": "/usr/bin:/bin", "NVSHIM_CONFIG": "/dev/null"},
     )
     if result.returncode == 1 and b"cannot find the low-level runtime" in result.stderr:
         pytest.skip("no runc or crun installed")

@@ -245,8 +245,8 @@ _entries = st.lists(
 
 
 def _reference_get(env: list[str], name: str) -> str | None:
-    """The rule, written plainly: first entry whose name is ``name``; ``NAME`` alone is ""."""
-    for entry in env:
+    """The rule, written plainly: last entry whose name is ``name``; ``NAME`` alone is ""."""
+    for entry in reversed(env):
         if "=" in entry:
             key, value = entry.split("=", 1)
         else:
@@ -266,7 +266,9 @@ def test_get_env_matches_the_rule(env: list[str], name: str) -> None:
 
 @common
 @given(_entries, _names, st.text(max_size=5))
-def test_set_env_replaces_first_in_place_or_appends(env: list[str], name: str, value: str) -> None:
+def test_set_env_leaves_one_entry_in_place_or_appends(
+    env: list[str], name: str, value: str
+) -> None:
     reliability_report.count("fuzz_examples")
     spec = Spec.from_dict({"process": {"env": env}})
     spec.set_env(name, value)
@@ -274,8 +276,12 @@ def test_set_env_replaces_first_in_place_or_appends(env: list[str], name: str, v
     assert spec.get_env(name) == value
     positions = [i for i, e in enumerate(env) if e.partition("=")[0] == name]
     if positions:
-        expected = list(env)
-        expected[positions[0]] = f"{name}={value}"
+        # The first entry is replaced in place, every later one of the name removed.
+        expected = [
+            f"{name}={value}" if i == positions[0] else e
+            for i, e in enumerate(env)
+            if i not in positions[1:]
+        ]
         assert after == expected
     else:
         assert after == [*env, f"{name}={value}"]

@@ -382,8 +382,8 @@ def test_disable_require_option() -> None:
         pytest.param(["CUDA_VERSION=11.6.2"], ["cuda>=11.6"], id="legacy patch dropped"),
         pytest.param(
             ["NVIDIA_REQUIRE_CUDA=cuda>=12", "NVIDIA_REQUIRE_CUDA=cuda>=99"],
-            ["cuda>=12"],
-            id="first entry wins",
+            ["cuda>=99"],
+            id="last entry wins",
         ),
         pytest.param(["NVIDIA_REQUIRE_X=", "NVIDIA_REQUIRE_Y=  "], [], id="empty values dropped"),
         pytest.param(["NVIDIA_REQUIRE=cuda>=1"], [], id="prefix needs the underscore"),
@@ -875,8 +875,8 @@ def test_check_requirements_asks_the_host_for_what_is_named(
         (["A=1"], "A", "1"),
         (["A="], "A", ""),
         (["A"], "A", ""),
-        (["A=1", "A=2"], "A", "1"),
-        (["A", "A=2"], "A", ""),
+        (["A=1", "A=2"], "A", "2"),
+        (["A=2", "A"], "A", ""),
         (["A_X=1"], "A", None),
         (["AB=1"], "A", None),
         (["A_X=1", "A=2"], "A", "2"),
@@ -900,7 +900,7 @@ _entries = st.one_of(
 
 
 def _reference_lookup(env: list[str], name: str) -> str | None:
-    for entry in env:
+    for entry in reversed(env):
         key, sep, value = entry.partition("=")
         if key == name:
             return value if sep else ""
@@ -913,10 +913,10 @@ def test_lookup_env_matches_the_definition(env: list[str], name: str) -> None:
 
 
 @given(st.lists(_entries, max_size=8), _names, _values, st.lists(_entries, max_size=4))
-def test_lookup_env_first_match_wins(
+def test_lookup_env_last_match_wins(
     before: list[str], name: str, value: str, after: list[str]
 ) -> None:
-    before = [e for e in before if e.partition("=")[0] != name]
+    after = [e for e in after if e.partition("=")[0] != name]
     assert lookup_env([*before, f"{name}={value}", *after], name) == value
 
 

@@ -308,6 +308,16 @@ def test_ensure_symlink_non_link_in_the_way(root_fd: int, rootfs: Path) -> None:
     assert (rootfs / "lib" / "libfoo.so").read_text() == "real file"
     assert (rootfs / "lib" / "sub").is_dir()
     assert sorted(os.listdir(rootfs / "lib")) == ["libfoo.so", "sub"]
+    # replace_file: the regular file goes, the folder stays.
+    assert (
+        _rootfs.ensure_symlink(root_fd, "/lib/libfoo.so", "libfoo.so.1", replace_file=True)
+        == "replaced"
+    )
+    assert os.readlink(rootfs / "lib" / "libfoo.so") == "libfoo.so.1"
+    with pytest.raises(FileExistsError, match="folder"):
+        _rootfs.ensure_symlink(root_fd, "/lib/sub", "elsewhere", replace_file=True)
+    assert (rootfs / "lib" / "sub").is_dir()
+    assert sorted(os.listdir(rootfs / "lib")) == ["libfoo.so", "sub"]
 
 
 def test_ensure_symlink_never_follows_link_or_parent(

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, minimal_spec, shared_path
+from conftest import DATA, SHARED, minimal_spec, shared_path
 from schema_support import schema_errors
 
 from nvshim import Device, Hook, Mount, Spec, SpecError
 
 
 def _reference_specs() -> list[Path]:
-    folders = [SHARED / "reference-data" / "specs", SHARED / "oci-runtime-spec/test/config/good"]
+    folders = [DATA / "reference-data" / "specs", SHARED / "oci-runtime-spec/test/config/good"]
     return sorted(p for folder in folders if folder.exists() for p in folder.glob("*.json"))
 
 
@@ -27,7 +27,7 @@ def _ids(paths: list[Path]) -> list[str]:
 REFERENCE = _reference_specs()
 
 
-@pytest.mark.skipif(not REFERENCE, reason="../shared reference specs are absent")
+@pytest.mark.skipif(not REFERENCE, reason="no reference specs found")
 @pytest.mark.parametrize("path", REFERENCE, ids=_ids(REFERENCE))
 def test_round_trip_keeps_every_field_and_key_order(path: Path, tmp_path: Path) -> None:
     original = json.loads(path.read_text())
@@ -77,7 +77,7 @@ ENV = ["PATH=/bin", "EMPTY=", "BARE", "A=1=2", "A=second", "NAME_X=no"]
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PATH", "/bin"), ("EMPTY", ""), ("BARE", ""), ("A", "1=2"), ("NAME", None), ("X", None)],
+    [("PATH", "/bin"), ("EMPTY", ""), ("BARE", ""), ("A", "second"), ("NAME", None), ("X", None)],
 )
 def test_get_env(name: str, value: str | None) -> None:
     spec = Spec.from_dict(minimal_spec(process={"env": ENV}))
@@ -92,6 +92,14 @@ def test_set_env_replaces_in_place_or_appends() -> None:
     assert env[1] == "EMPTY=now"
     assert env[-1] == "NEW=v"
     assert len(env) == len(ENV) + 1
+
+
+def test_set_env_replaces_every_duplicate() -> None:
+    """A later duplicate would win in the container: set_env leaves one entry."""
+    spec = Spec.from_dict(minimal_spec(process={"env": ["X=1", "A=1", "Y=2", "A=2", "A=3"]}))
+    spec.set_env("A", "void")
+    assert spec.env == ["X=1", "A=void", "Y=2"]
+    assert spec.get_env("A") == "void"
 
 
 def test_set_env_creates_process_env() -> None:

@@ -1,4 +1,4 @@
-"""``nvshim-ctl config show`` and ``nvshim-ctl config validate``."""
+"""``nvshim-ctl config show|validate|get|set``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,46 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "validate", help="check a config file (default: the one the runtime reads)"
     )
     validate.add_argument("file", nargs="?", help="the config.toml to check")
+    validate.add_argument(
+        "--lenient",
+        action="store_true",
+        help="report unknown keys as warnings (exit 0) instead of errors",
+    )
     validate.set_defaults(func=run_validate)
+    get = commands.add_parser(
+        "get", help="print one key's value (the file's, else the default)"
+    )
+    get.add_argument("key", help="dotted key, e.g. nvidia-container-runtime.mode")
+    _config_option(get, "config.toml to read")
+    get.set_defaults(func=run_get)
+    setter = commands.add_parser(
+        "set",
+        help="set keys, keeping the file's comments (stdout unless --in-place)",
+        description=(
+            "Set KEY=VALUE in config.toml, as nvidia-ctk config --set does: KEY alone "
+            "sets a switch to true; list items are separated by ':' or ','. The result "
+            "is checked as the runtime reads it before anything is written; without "
+            "--in-place or --output it goes to stdout."
+        ),
+    )
+    setter.add_argument(
+        "assignments", nargs="+", metavar="KEY=VALUE", help="e.g. nvidia-container-runtime.mode=cdi"
+    )
+    _config_option(setter, "config.toml to edit")
+    where = setter.add_mutually_exclusive_group()
+    where.add_argument("--in-place", "-i", action="store_true", help="rewrite the file itself")
+    where.add_argument("--output", "-o", metavar="FILE", help="write the result to FILE")
+    setter.set_defaults(func=run_set)
+
+
+def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--config",
+        "--config-file",
+        "-c",
+        metavar="FILE",
+        help=f"{what} (default: the one the runtime reads)",
+    )
 
 
 def _toml_key(name: str) -> str:
@@ -95,7 +134,7 @@ def run_show(namespace: argparse.Namespace) -> int:
 
     path = namespace.config or config_path()
     try:
-        config = load_config(path)
+        config = load_config(namespace.config)
     except ConfigError as exc:
         sys.stderr.write(f"nvshim-ctl: {exc}\n")
         return 1
@@ -122,28 +161,49 @@ def run_show(namespace: argparse.Namespace) -> int:
 
 
 def run_validate(namespace: argparse.Namespace) -> int:
-    """Check a config file the way a create reads it, plugin tables included."""
+    """Check a config file the way a create reads it, plugin tables included.
+
+    Exit 1 on an error, and on an unknown key (a typo leaves its setting at
+    the default) unless ``--lenient``; keys of NVIDIA's that nvshim does not
+    use are noted, exit 0.  Without a file, the one the runtime would read
+    is checked; when there is none, the defaults apply (exit 0), unless
+    ``$NVSHIM_CONFIG`` names it.
+    """
     import os
 
     from nvshim._configfile import config_path
+    from nvshim._configkeys import classify
     from nvshim.config import ConfigError, load_config, plugin_options
 
     path = namespace.file or config_path()
     if not os.path.exists(path):
-        sys.stderr.write(f"nvshim-ctl: config {path}: no such file\n")
-        return 1
+        if namespace.file is not None or os.environ.get("NVSHIM_CONFIG") == path:
+            how = "" if namespace.file is not None else " (named by NVSHIM_CONFIG)"
+            sys.stderr.write(f"nvshim-ctl: config {path}: no such file{how}\n")
+            return 1
+        sys.stdout.write(f"{path}: no file: defaults apply\n")
+        return 0
     try:
         config = load_config(path)
     except ConfigError as exc:
         sys.stderr.write(f"nvshim-ctl: {exc}\n")
         return 1
     problems = _check_plugin_tables(config, plugin_options)
+    report = classify(config)
+    unknown = report.unknown_lines(path)
+    if not namespace.lenient:
+        problems.extend(
+            line + " (refused: --lenient to accept)" for line in unknown
+        )
+        unknown = []
     for problem in problems:
         sys.stderr.write(f"nvshim-ctl: {problem}\n")
     if problems:
         return 1
-    for key in config.ignored_keys:
-        sys.stdout.write(f"{path}: note: unknown key {key} ignored\n")
+    for line in unknown:
+        sys.stderr.write(f"nvshim-ctl: warning: {line}\n")
+    for line in report.nvidia_lines(path):
+        sys.stdout.write(f"{line}\n")
     sys.stdout.write(f"{path}: valid\n")
     return 0
 
@@ -179,3 +239,87 @@ def _check_plugin_tables(config: Any, plugin_options: Any) -> list[str]:
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
+
+
+def run_get(namespace: argparse.Namespace) -> int:
+    """Print one key: strings bare, other values as TOML."""
+    from nvshim._configedit import ConfigEditError, get_value
+    from nvshim._configfile import config_path, read_toml
+    from nvshim.config import ConfigError, structure_config
+
+    path = namespace.config or config_path()
+    try:
+        raw = read_toml(path) or {}
+        config = structure_config(raw, path)
+        value = get_value(config, raw, namespace.key)
+    except (ConfigError, ConfigEditError) as exc:
+        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+        return 1
+    if isinstance(value, dict):
+        sys.stdout.write("\n".join(_write_toml(value)).lstrip("\n") + "\n")
+    elif isinstance(value, str):
+        sys.stdout.write(value + "\n")
+    elif value is None:
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(_toml_value(value) + "\n")
+    return 0
+
+
+def run_set(namespace: argparse.Namespace) -> int:
+    """Apply KEY=VALUE assignments; check the result; print it or write it atomically."""
+    import os
+    import tempfile
+
+    from nvshim._atomic import atomic_write
+    from nvshim._configedit import ConfigEditError, set_values
+    from nvshim._configfile import config_path
+    from nvshim.config import ConfigError, load_config, plugin_options
+
+    path = namespace.config or config_path()
+    try:
+        with open(path, "rb") as f:
+            old: str | None = f.read().decode("utf-8")
+    except FileNotFoundError:
+        old = None
+    except (OSError, UnicodeDecodeError) as exc:
+        sys.stderr.write(f"nvshim-ctl: config {path}: cannot read: {exc}\n")
+        return 1
+    try:
+        new = set_values(old or "", namespace.assignments)
+    except ConfigEditError as exc:
+        sys.stderr.write(f"nvshim-ctl: config {path}: {exc}; nothing written\n")
+        return 1
+    # Check the result exactly as a create would read it, from a scratch
+    # copy: the file itself is only replaced once it passes.
+    with tempfile.TemporaryDirectory(prefix="nvshim-config-") as scratch:
+        candidate = os.path.join(scratch, "config.toml")
+        with open(candidate, "w", encoding="utf-8") as f:
+            f.write(new)
+        try:
+            config = load_config(candidate)
+        except ConfigError as exc:
+            message = str(exc).replace(candidate, path)
+            sys.stderr.write(f"nvshim-ctl: {message}; nothing written\n")
+            return 1
+        problems = _check_plugin_tables(config, plugin_options)
+    if problems:
+        for problem in problems:
+            sys.stderr.write(f"nvshim-ctl: {problem.replace(candidate, path)}\n")
+        sys.stderr.write("nvshim-ctl: nothing written\n")
+        return 1
+    target = path if namespace.in_place else namespace.output
+    if target is None:
+        sys.stdout.write(new)
+        return 0
+    if target == path and new == old:
+        sys.stdout.write(f"{path}: unchanged\n")
+        return 0
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        atomic_write(os.path.realpath(target), new.encode("utf-8"), 0o644)
+    except OSError as exc:
+        sys.stderr.write(f"nvshim-ctl: {target}: {exc.strerror or exc}\n")
+        return 1
+    sys.stdout.write(f"{target}: written\n")
+    return 0

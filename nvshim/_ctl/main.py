@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "nvshim._ctl.config_cmd",
     "nvshim._ctl.runtime_cmd",
     "nvshim._ctl.cdi_cmd",
+    "nvshim._ctl.system_cmd",
     "nvshim._ctl.demo_cmd",
     "nvshim._ctl.hook_cmd",
 )
@@ -28,12 +29,14 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand."""
-    from nvshim._version import __version__
+    from nvshim._version import DISTRIBUTION, __version__
 
     parser = argparse.ArgumentParser(
         prog="nvshim-ctl", description="Tooling for the nvshim OCI runtime shim."
     )
-    parser.add_argument("--version", action="version", version=f"nvshim-ctl {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"nvshim-ctl {__version__} ({DISTRIBUTION})"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:

@@ -72,14 +72,15 @@ def run(namespace: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     # Which mode the container gets and why: on stderr, so that stdout stays
-    # a diff that patch and git apply take, and in the diff's "+++" label.
-    mode = f"mode {result.mode}: {result.mode_reason or 'configured'}"
-    sys.stderr.write(f"nvshim-ctl: {mode}\n")
+    # a diff that patch and git apply take.
+    sys.stderr.write(f"nvshim-ctl: mode {result.mode}: {result.mode_reason or 'configured'}\n")
+    # The header names who changed something, not every modifier that ran.
+    changed = list(dict.fromkeys(c.modifier for c in result.changes if c.modifier))
     diff = difflib.unified_diff(
         _pretty(original),
         _pretty(result.spec.raw),
         fromfile=f"{config_json} (engine)",
-        tofile=f"{config_json} ({mode}; after {', '.join(result.applied) or 'no modifier'})",
+        tofile=f"{config_json} (changed by {', '.join(changed) or 'no modifier'})",
     )
     sys.stdout.writelines(diff)
     return 0

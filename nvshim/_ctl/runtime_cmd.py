@@ -10,22 +10,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import re
 import shutil
 import stat
 import sys
 import sysconfig
+from typing import Any
 
+from nvshim import _engine_setup
 from nvshim._atomic import atomic_write
+from nvshim._engine_setup import DEFAULT_DROP_IN_PATHS
 from nvshim._engines import DEFAULT_CONFIG_PATHS, ENGINES, EngineConfigError, configure
 
-__all__ = ["backup_path_for", "default_nvshim_path", "register", "run_configure"]
+__all__ = [
+    "backup_path_for",
+    "default_nvshim_path",
+    "record_path_for",
+    "register",
+    "run_configure",
+    "run_unconfigure",
+]
 
 _PROG = "nvshim-ctl"
 _NEW_FILE_MODE = 0o644
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 BACKUP_SUFFIX = ".nvshim-backup-"
+#: What configure changed, kept beside the file for unconfigure.
+RECORD_SUFFIX = ".nvshim-configured.json"
+_DEFAULT_DROP_IN = "\0default"
 
 
 class _Failure(Exception):
@@ -55,31 +69,82 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Running it again with the same options changes nothing."
         ),
     )
-    parser.add_argument("--engine", required=True, choices=ENGINES, help="the engine to configure")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="the file to edit (default: "
-        + ", ".join(f"{e}: {p}" for e, p in DEFAULT_CONFIG_PATHS.items())
-        + ")",
-    )
-    parser.add_argument(
-        "--name", default="nvshim", help="the runtime name engines will know (default: nvshim)"
-    )
+    _common_options(parser)
     parser.add_argument(
         "--path",
+        "--nvidia-runtime-path",
+        "--runtime-path",
         metavar="ABS_PATH",
-        help="absolute path of the nvshim executable (default: the installed nvshim)",
+        help="absolute path of the nvshim executable (default: the nvshim of this installation)",
     )
     parser.add_argument(
         "--set-as-default",
+        "--nvidia-set-as-default",
         action="store_true",
         help="also make it the engine's default runtime",
     )
     parser.add_argument(
+        "--cdi.enabled",
+        "--cdi.enable",
+        "--enable-cdi",
+        dest="cdi_enabled",
+        action="store_true",
+        help="also turn CDI on (Docker features.cdi, containerd enable_cdi); "
+        "CRI-O and Podman always read CDI specs",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the new file on stdout and write nothing",
+        help="print the new file(s) on stdout and write nothing",
+    )
+    parser.set_defaults(func=run_configure)
+    undo = commands.add_parser(
+        "unconfigure",
+        help="take out of an engine's configuration what configure added",
+        description=(
+            "Remove the runtime entry and undo every other change 'configure' recorded "
+            "(default runtime, CDI, the containerd imports line, files it created). A "
+            "setting changed by hand since is left as it is. Each file changed is kept "
+            "as <file>" + BACKUP_SUFFIX + "<UTC time>."
+        ),
+    )
+    _common_options(undo)
+    undo.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the new file(s) on stdout and write nothing",
+    )
+    undo.set_defaults(func=run_unconfigure)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine", "--runtime", required=True, choices=ENGINES, help="the engine to configure"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the engine's file (default: "
+        + ", ".join(f"{e}: {p}" for e, p in DEFAULT_CONFIG_PATHS.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--drop-in-config",
+        metavar="PATH",
+        nargs="?",
+        const=_DEFAULT_DROP_IN,
+        help="put nvshim's settings in a drop-in file of their own: containerd "
+        + DEFAULT_DROP_IN_PATHS["containerd"]
+        + " (with an 'imports' line in the main file), CRI-O "
+        + DEFAULT_DROP_IN_PATHS["crio"]
+        + " (its default anyway)",
+    )
+    parser.add_argument(
+        "--name",
+        "--nvidia-runtime-name",
+        default="nvshim",
+        help="the runtime name engines will know (default: nvshim; "
+        "'nvidia' keeps --runtime nvidia and RuntimeClass nvidia working)",
     )
     parser.set_defaults(func=run_configure)
 
@@ -114,44 +179,201 @@ def backup_path_for(target: str, now: datetime.datetime | None = None) -> str:
     return os.path.join(folder, base + BACKUP_SUFFIX + now.strftime("%Y%m%dT%H%M%SZ"))
 
 
+def record_path_for(target: str) -> str:
+    """Where configure keeps what it changed for *target* (beside it, or beside its ``.d``)."""
+    folder, base = os.path.split(target)
+    if folder.endswith(".d"):
+        folder = os.path.dirname(folder) or folder
+    return os.path.join(folder, base + RECORD_SUFFIX)
+
+
+def _targets(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(the engine's main file as given, the drop-in file or None)."""
+    engine: str = args.engine
+    drop_in: str | None = args.drop_in_config
+    if drop_in == _DEFAULT_DROP_IN:
+        drop_in = DEFAULT_DROP_IN_PATHS.get(engine)
+    if args.drop_in_config is not None and engine not in DEFAULT_DROP_IN_PATHS:
+        raise _Failure(f"--drop-in-config: {engine} has no drop-in files")
+    if drop_in is not None and not os.path.isabs(drop_in):
+        raise _Failure(f"--drop-in-config must be an absolute path, got {drop_in!r}")
+    if engine == "crio" and drop_in is not None:
+        # CRI-O's drop-in is the file to edit; its main file is not touched.
+        return drop_in, None
+    config: str = args.config or DEFAULT_CONFIG_PATHS[engine]
+    return config, drop_in
+
+
+class _Edit:
+    """One file's old and new text, and how it is shown and written."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.target = os.path.realpath(shown)  # edit the file a symlink points to
+        self.old, self.info = _read(self.target, shown)
+        self.new: str | None = self.old
+
+    @property
+    def changed(self) -> bool:
+        return self.new != self.old
+
+    def commit(self) -> str | None:
+        """Write (or remove, when new is None) the file; returns the backup's path."""
+        backup = _backup(self.target, self.old, self.info) if self.old is not None else None
+        if self.new is None:
+            os.unlink(self.target)
+        else:
+            _atomic_write(self.target, self.new)
+        return backup
+
+
 def run_configure(args: argparse.Namespace) -> int:
     """Carry out ``nvshim-ctl runtime configure``; returns the exit status."""
     engine: str = args.engine
-    config: str = args.config or DEFAULT_CONFIG_PATHS[engine]
     try:
         name = _check_name(args.name)
         path = _runtime_path(args.path)
-        target = os.path.realpath(config)  # edit the file a symlink points to
-        old, info = _read(target, config)
+        config, drop_in = _targets(args)
+        main = _Edit(config)
+        edits = [main]
         try:
-            new = configure(engine, old or "", name, path, args.set_as_default)
+            if drop_in is not None:  # containerd: the runtime goes in a file of its own
+                extra = _Edit(drop_in)
+                edits.append(extra)
+                main.new, extra.new = _engine_setup.containerd_drop_in(
+                    main.old or "", extra.old or "", drop_in, name, path,
+                    args.set_as_default, args.cdi_enabled,
+                )
+            else:
+                main.new = configure(engine, main.old or "", name, path, args.set_as_default)
+                if args.cdi_enabled:
+                    if engine in _engine_setup.CDI_ENGINES:
+                        main.new = _engine_setup.enable_cdi(engine, main.new)
+                    else:
+                        print(
+                            f"{_PROG}: note: {engine} always reads CDI specs; "
+                            "--cdi.enabled changes nothing",
+                            file=sys.stderr,
+                        )
         except EngineConfigError as exc:
             raise _Failure(f"{config}: {exc}; the file was left as it was") from None
         if args.dry_run:
-            sys.stdout.write(new)
-            sys.stdout.flush()
-            what = "unchanged" if new == old else "not written (--dry-run)"
-            print(f"{_PROG}: {config}: {what}", file=sys.stderr)
+            for edit in edits:
+                if len(edits) > 1:
+                    print(f"# {edit.shown}", flush=True)
+                sys.stdout.write(edit.new or "")
+                sys.stdout.flush()
+                what = "not written (--dry-run)" if edit.changed else "unchanged"
+                print(f"{_PROG}: {edit.shown}: {what}", file=sys.stderr)
             return 0
-        if old is not None and new == old:
+        if not any(edit.changed for edit in edits):
             print(f"{config}: runtime '{name}' is already registered ({path}); nothing changed")
             return 0
-        backup = _backup(target, old, info) if old is not None else None
-        _atomic_write(target, new)
+        record = _load_record(main.target)
+        for edit in edits:
+            if not edit.changed:
+                continue
+            _note_changes(record, engine, name, edit)
+            backup = edit.commit()
+            print(f"{edit.shown}: registered runtime '{name}' ({path})")
+            if backup:
+                print(f"previous file kept as {backup}")
+        _save_record(main.target, record)
     except _Failure as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        where = exc.filename or config
-        print(f"{_PROG}: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{_PROG}: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
-    print(f"{config}: registered runtime '{name}' ({path})")
-    if backup:
-        print(f"previous file kept as {backup}")
     for line in _next_steps(engine, name, config, args.set_as_default):
         print(line)
     return 0
+
+
+def run_unconfigure(args: argparse.Namespace) -> int:
+    """Carry out ``nvshim-ctl runtime unconfigure``; returns the exit status."""
+    engine: str = args.engine
+    try:
+        name = _check_name(args.name)
+        config, drop_in = _targets(args)
+        main_target = os.path.realpath(config)
+        record = _load_record(main_target)
+        files: dict[str, Any] = record.get("files", {}) if record.get("name") == name else {}
+        shown = [config, *([drop_in] if drop_in else [])]
+        shown += [f for f in files if f not in {os.path.realpath(s) for s in shown}]
+        edits = [_Edit(s) for s in shown]
+        for edit in edits:
+            if edit.old is None:
+                continue
+            entry = files.get(edit.target)
+            changes = entry["changes"] if entry else None
+            try:
+                text, notes = _engine_setup.unconfigure(engine, edit.old, name, changes)
+            except EngineConfigError as exc:
+                raise _Failure(f"{edit.shown}: {exc}; the file was left as it was") from None
+            for note in notes:
+                print(f"{_PROG}: {edit.shown}: {note}", file=sys.stderr)
+            edit.new = None if (entry and entry.get("created") and not text.strip()) else text
+        if args.dry_run:
+            for edit in edits:
+                if edit.changed:
+                    print(f"# {edit.shown}" + (": removed" if edit.new is None else ""))
+                    sys.stdout.write(edit.new or "")
+            return 0
+        if not any(edit.changed for edit in edits):
+            print(f"{config}: runtime '{name}' is not registered; nothing changed")
+        for edit in edits:
+            if edit.changed:
+                backup = edit.commit()
+                what = "removed (configure had created it)" if edit.new is None else "updated"
+                print(f"{edit.shown}: runtime '{name}' taken out; file {what}")
+                if backup:
+                    print(f"previous file kept as {backup}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record_path_for(main_target))
+    except _Failure as exc:
+        print(f"{_PROG}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{_PROG}: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load_record(main_target: str) -> dict[str, Any]:
+    path = record_path_for(main_target)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise _Failure(f"{path}: unreadable record of a previous configure: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+        raise _Failure(f"{path}: not a record written by {_PROG} runtime configure")
+    return data
+
+
+def _note_changes(record: dict[str, Any], engine: str, name: str, edit: _Edit) -> None:
+    """Add what *edit* changes to *record*; a key changed twice keeps its first old value."""
+    if record.get("name") not in (None, name):
+        record.clear()  # a record of another runtime name: its undo no longer applies
+    record.update(engine=engine, name=name)
+    files = record.setdefault("files", {})
+    entry = files.setdefault(edit.target, {"created": edit.old is None, "changes": []})
+    known = {tuple(c["key"]): c for c in entry["changes"]}
+    for change in _engine_setup.record_changes(engine, edit.old or "", edit.new or "", name):
+        earlier = known.get(tuple(change["key"]))
+        if earlier is None:
+            entry["changes"].append(change)
+        else:
+            earlier["set"] = change["set"]
+
+
+def _save_record(main_target: str, record: dict[str, Any]) -> None:
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write(record_path_for(main_target), text.encode("utf-8"), 0o600)
 
 
 def _check_name(name: str) -> str:

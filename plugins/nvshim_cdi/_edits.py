@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nvshim.modifier import ModifierError
 from nvshim.records import DEFAULT_HOOK_ENV, Device, Hook, Mount
+from nvshim.spec import readonly_data  # this plugin only reads the spec's data directly
 
 if TYPE_CHECKING:
     from nvshim.spec import Spec
@@ -47,7 +48,7 @@ def host_device_info(path: str) -> tuple[str, int, int]:
 
 
 def _process_user(spec: Spec) -> tuple[int, int]:
-    user = (spec.raw.get("process") or {}).get("user") or {}
+    user = (readonly_data(spec).get("process") or {}).get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     return (uid if isinstance(uid, int) else 0, gid if isinstance(gid, int) else 0)
 
@@ -132,7 +133,7 @@ def apply_edits(spec: Spec, edits: ContainerEdits, source: str) -> None:
     if edits.intel_rdt is not None:
         _set_linux_field(spec, "intelRdt", dict(edits.intel_rdt))
     if edits.net_devices:
-        current = (spec.raw.get("linux") or {}).get("netDevices") or {}
+        current = (readonly_data(spec).get("linux") or {}).get("netDevices") or {}
         merged = dict(current)
         for host, name in edits.net_devices:
             merged[host] = {"name": name}

@@ -167,6 +167,8 @@ class _Checker:
     def __init__(self, source: str, version: str) -> None:
         self.source = source
         self.version = version
+        #: The device whose edits are being read (``kind=name``), for messages.
+        self.device: Optional[str] = None
 
     def fail(self, where: str, why: str) -> CdiSpecError:
         return CdiSpecError(f"{self.source}: {where}: {why}" if where else f"{self.source}: {why}")
@@ -251,9 +253,13 @@ class _Checker:
             raise self.fail(where, str(exc)) from None
 
     def host_path(self, value: Any, where: str) -> str:
+        """An absolute host path without ``..``: nvshim runs as root in no fixed folder."""
         text = self.string(value, where)
+        owner = f" (device {self.device})" if self.device else ""
         if not text.startswith("/") or "\0" in text:
-            raise self.fail(where, f"host path {text!r} is not absolute")
+            raise self.fail(where, f"host path {text!r}{owner} is not absolute")
+        if ".." in text.split("/"):
+            raise self.fail(where, f"host path {text!r}{owner} must not contain '..'")
         return text
 
 
@@ -354,14 +360,19 @@ def _mount(check: _Checker, raw: Any, where: str) -> CdiMount:
     for key in ("hostPath", "containerPath"):
         if key not in data:
             raise check.fail(where, f"missing {key}")
-    # hostPath may name a pseudo file system ("tmpfs") for typed mounts.
-    host_path = check.string(data["hostPath"], _join(where, "hostPath"))
     container_path = check.container_path(data["containerPath"], _join(where, "containerPath"))
     options = check.strings(data.get("options"), _join(where, "options"))
     mount_type = None
     if data.get("type") not in (None, ""):
         check.since(_join(where, "type"), "0.4.0")
         mount_type = check.string(data["type"], _join(where, "type"))
+    # A bind mount's source is a host path; a typed mount's may name a
+    # pseudo file system ("tmpfs") instead.
+    is_bind = mount_type in (None, "bind") or bool({"bind", "rbind"} & set(options))
+    if is_bind:
+        host_path = check.host_path(data["hostPath"], _join(where, "hostPath"))
+    else:
+        host_path = check.string(data["hostPath"], _join(where, "hostPath"))
     return CdiMount(host_path, container_path, options, mount_type)
 
 
@@ -527,7 +538,9 @@ def parse_spec(data: Any, source: str) -> CdiSpec:
         seen.add(name)
         if "containerEdits" not in item:
             raise check.fail(where, "missing containerEdits")
+        check.device = f"{kind}={name}"
         edits = _edits(check, item["containerEdits"], _join(where, "containerEdits"))
+        check.device = None
         if "annotations" in item:
             check.since(_join(where, "annotations"), "0.6.0")
         device_annotations = check.annotations(item.get("annotations"), _join(where, "annotations"))

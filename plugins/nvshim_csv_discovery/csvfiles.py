@@ -3,7 +3,8 @@
 A file holds one ``type, path`` entry a line: ``dev`` (a device node), ``lib``
 (a library), ``sym`` (a symbolic link), ``dir`` (a folder).  Lines are
 trimmed and split at the first comma, so paths may hold commas; blank lines
-and lines starting with ``#`` are skipped; any other bad line is skipped
+and lines starting with ``#`` are skipped (there are no trailing comments: a
+path holding `` #`` gets one warning a file); any other bad line is skipped
 with a warning naming ``file:line``.  A ``dev`` name without ``/`` lives
 under ``/dev``; double slashes and ``.`` components are normalised; a
 relative path or a ``..`` component is refused (the path would not say
@@ -80,6 +81,7 @@ def normalise_path(path: str) -> str:
 def parse_csv(lines: Iterable[str | bytes], filename: str, warn: Warn) -> list[MountSpec]:
     """Parse the lines of one CSV file named ``filename``; bad lines go to ``warn``."""
     entries: list[MountSpec] = []
+    warned_comment = False
     for number, raw in enumerate(lines, 1):
         where = f"{filename}:{number}"
         if isinstance(raw, bytes):
@@ -103,6 +105,14 @@ def parse_csv(lines: Iterable[str | bytes], filename: str, warn: Warn) -> list[M
         if not path:
             warn(f"{where}: skipped: empty path")
             continue
+        if not warned_comment and ("\t#" in path or " #" in path):
+            # NVIDIA's runtime reads such a line the same way: the comment is
+            # part of the path, which then matches nothing.  Said once a file.
+            warned_comment = True
+            warn(
+                f"{where}: the path {path!r} holds ' #': CSV files have no trailing"
+                " comments, the whole text is read as the path"
+            )
         if kind == "dev" and "/" not in path:
             path = "/dev/" + path
         try:
@@ -129,20 +139,21 @@ def find_csv_files(folder: str, names: Sequence[str] | None = None) -> list[str]
     """The CSV files directly in ``folder``, sorted by name.
 
     ``*.csv`` (case-insensitive); a file named just ``.csv`` is skipped; a
-    missing folder means none.  ``names`` (lower-case) limits the result to
-    those file names, compared case-insensitively; None means every file.
+    missing folder means none.  ``names`` limits the result to those exact
+    file names (``DEVICES.CSV`` is not ``devices.csv``, as in NVIDIA's
+    runtime); None means every file.
     """
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
         return []
-    wanted = None if names is None else {n.lower() for n in names}
+    wanted = None if names is None else set(names)
     found = []
     for entry in entries:
         lower = entry.name.lower()
         if not lower.endswith(".csv") or lower == ".csv":
             continue
-        if wanted is not None and lower not in wanted:
+        if wanted is not None and entry.name not in wanted:
             continue
         try:
             if not entry.is_file():

@@ -48,7 +48,8 @@ Warn = Callable[[str], None]
 class Discovery:
     """What a set of CSV entries gives on this host, in a deterministic order.
 
-    :param devices: device nodes (their real type, major and minor).
+    :param devices: device nodes (their real type, major and minor; no
+        mode or owner: the modifier gives them the container user's ids).
     :param mounts: read-only bind mounts of files and folders.
     :param links: ``(target, link)`` pairs: ``link`` (a container path) is a
         symbolic link whose text is ``target``, as on the host.
@@ -180,7 +181,6 @@ class _Collector:
             type=kind,
             major=os.major(st.st_rdev),
             minor=os.minor(st.st_rdev),
-            file_mode=stat.S_IMODE(st.st_mode),
         )
 
     def add_chain(self, entry: MountSpec, path: str) -> None:
@@ -215,12 +215,16 @@ class _Collector:
         if current == "/":
             self.warn(f"{entry.where}: skipped {path}: it leads to the root folder")
             return
+        # A ``sym`` entry is about its link: when the link leads to a folder,
+        # mounting that folder would hide the files mounted into it and show
+        # every other file of the host folder.  The link alone is made.
+        skip_mount = entry.type == "sym" and is_dir
         for target, link in links:
             if "::" in target or "\0" in target:
                 self.warn(f"{entry.where}: link {link} -> {target!r} cannot be passed on; skipped")
                 continue
             self.links.setdefault(link, target)
-        if current not in self.mounts:
+        if not skip_mount and current not in self.mounts:
             self.mounts[current] = Mount(
                 destination=current,
                 source=host_path(self.root, current),

@@ -1,9 +1,14 @@
-"""The createContainer hooks csv-discovery adds: update-ldcache, create-symlinks.
+"""The createContainer hooks csv-discovery adds: create-symlinks, update-ldcache.
 
-The executable is ``[nvidia-ctk] path`` when the config sets it (NVIDIA's
-``nvidia-ctk`` takes the same arguments after ``hook``), else the absolute
-path of the ``nvshim-ctl`` installed with nvshim.  The hooks' environment is
-set explicitly: nothing of the container's reaches them.
+The executable is ``[nvidia-ctk] path`` when the config sets it, else the
+absolute path of the ``nvshim-ctl`` installed with nvshim.  When it is one of
+NVIDIA's programs (``nvidia-ctk``, which takes ``hook <name>``, or
+``nvidia-cdi-hook``, which takes ``<name>``), only the arguments NVIDIA's
+hooks accept are written: ``--link``, ``--folder`` and, for an ldconfig other
+than NVIDIA's default ``/sbin/ldconfig``, ``--ldconfig-path`` with a plain
+host path (NVIDIA's hook adds the ``@`` itself; v1.15 and later know the
+flag).  The hooks' environment is set explicitly: nothing of the
+container's reaches them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HOOK_ENV",
+    "NVIDIA_HOOK_PROGRAMS",
     "HookNotFound",
     "create_symlinks_hook",
     "find_hook_executable",
@@ -30,6 +36,11 @@ __all__ = [
 #: The whole environment of the hooks (runc passes a hook only its ``env``).
 HOOK_ENV = DEFAULT_HOOK_ENV
 CTL_NAME = "nvshim-ctl"
+#: NVIDIA's hook programs, by file name, and the words before a hook's name.
+NVIDIA_HOOK_PROGRAMS = {"nvidia-ctk": ("hook",), "nvidia-cdi-hook": ()}
+#: The ldconfig NVIDIA's update-ldcache runs when given no ``--ldconfig-path``
+#: (it prefers ``/sbin/ldconfig.real`` when that exists, as nvshim-ctl does).
+_NVIDIA_DEFAULT_LDCONFIG = "/sbin/ldconfig"
 
 
 class HookNotFound(Exception):
@@ -87,11 +98,40 @@ def find_hook_executable(config: Config) -> str:
     return find_executable(configured) or find_nvshim_ctl()
 
 
+def _is_nvidia(executable: str) -> bool:
+    return os.path.basename(executable) in NVIDIA_HOOK_PROGRAMS
+
+
+def _command(executable: str, name: str) -> list[str]:
+    """``[executable, "hook", name]``, or ``[executable, name]`` for ``nvidia-cdi-hook``."""
+    words = NVIDIA_HOOK_PROGRAMS.get(os.path.basename(executable), ("hook",))
+    return [executable, *words, name]
+
+
+def _nvidia_ldconfig(ldconfig: str) -> str | None:
+    """The ``--ldconfig-path`` value for NVIDIA's hook; None to leave its default.
+
+    NVIDIA's hook takes a host path without ``@`` (it prepends one; an ``@``
+    given makes it look for ``@/sbin/ldconfig``).  Its default is left
+    implicit, so that hooks older than v1.15, which lack the flag, work too.
+    """
+    path = ldconfig[1:] if ldconfig.startswith("@") else ldconfig
+    if path in (_NVIDIA_DEFAULT_LDCONFIG, _NVIDIA_DEFAULT_LDCONFIG + ".real"):
+        return None
+    return path
+
+
 def update_ldcache_hook(executable: str, folders: Sequence[str], ldconfig: str | None) -> Hook:
-    """``<exe> hook update-ldcache --folder D ... [--ldconfig-path P]``."""
-    args = [executable, "hook", "update-ldcache"]
+    """``<exe> hook update-ldcache --folder D ... [--ldconfig-path P]``.
+
+    For NVIDIA's programs the ldconfig is written as they take it (see
+    :func:`_nvidia_ldconfig`).
+    """
+    args = _command(executable, "update-ldcache")
     for folder in folders:
         args += ["--folder", folder]
+    if ldconfig and _is_nvidia(executable):
+        ldconfig = _nvidia_ldconfig(ldconfig)
     if ldconfig:
         args += ["--ldconfig-path", ldconfig]
     return Hook(path=executable, args=args, env=HOOK_ENV)
@@ -99,7 +139,7 @@ def update_ldcache_hook(executable: str, folders: Sequence[str], ldconfig: str |
 
 def create_symlinks_hook(executable: str, links: Sequence[tuple[str, str]]) -> Hook:
     """``<exe> hook create-symlinks --link TARGET::LINK ...``."""
-    args = [executable, "hook", "create-symlinks"]
+    args = _command(executable, "create-symlinks")
     for target, link in links:
         args += ["--link", f"{target}::{link}"]
     return Hook(path=executable, args=args, env=HOOK_ENV)

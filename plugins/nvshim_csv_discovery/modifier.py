@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
 from nvshim.modifier import ModifierError
 from nvshim_csv_discovery.csvfiles import DEFAULT_FILES, find_csv_files, parse_csv_file
 from nvshim_csv_discovery.discovery import Discovery, discover
@@ -46,8 +48,26 @@ def discover_for(
 
     folder = config.nvidia_container_runtime.modes.csv.mount_spec_path
     files = find_csv_files(folder, None if all_files else sorted(DEFAULT_FILES))
+    if not files:
+        # A GPU container without its GPU must never go unnoticed: the usual
+        # cause is a wrong mount-spec-path or a host without the CSV files.
+        wanted = "*.csv" if all_files else ", ".join(sorted(DEFAULT_FILES))
+        emit(f"no CSV file ({wanted}) found in {folder}: the container gets no GPU files")
     entries = [entry for path in files for entry in parse_csv_file(path, emit)]
     return discover(entries, config.nvidia_container_cli.root, emit)
+
+
+def _process_user(spec: Spec) -> tuple[int, int]:
+    """``process.user``'s uid and gid (0 when unset or not a number)."""
+    process = spec.raw.get("process")
+    user = process.get("user") if isinstance(process, dict) else None
+    if not isinstance(user, dict):
+        return 0, 0
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    return (
+        uid if isinstance(uid, int) and not isinstance(uid, bool) else 0,
+        gid if isinstance(gid, int) and not isinstance(gid, bool) else 0,
+    )
 
 
 def _add_hook_once(spec: Spec, hook: Hook) -> None:
@@ -95,12 +115,19 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
             executable = find_hook_executable(context.config)
         except HookNotFound as exc:
             raise ModifierError(str(exc)) from None
+        # Links first (as NVIDIA's runtime since v1.17): ldconfig then builds
+        # the cache with every library's links in place.
+        if found.links:
+            hooks.append(create_symlinks_hook(executable, found.links))
         if found.ldcache_folders:
             ldconfig = context.config.nvidia_container_cli.ldconfig or None
             hooks.append(update_ldcache_hook(executable, found.ldcache_folders, ldconfig))
-        if found.links:
-            hooks.append(create_symlinks_hook(executable, found.links))
+    uid, gid = _process_user(spec)
     for device in found.devices:
+        # As NVIDIA does: no mode (the runtime's default, 0666) and the
+        # container user as owner, so a non-root process can open the node.
+        if uid > 0 or gid > 0:
+            device = attrs.evolve(device, uid=uid or None, gid=gid or None)
         spec.add_device(device)
     for mount in found.mounts:
         spec.add_mount(mount)
