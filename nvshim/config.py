@@ -31,6 +31,7 @@ __all__ = [
     "CsvModeConfig",
     "CtkConfig",
     "HookConfig",
+    "JitCdiModeConfig",
     "ModesConfig",
     "NvshimConfig",
     "RuntimeConfig",
@@ -39,7 +40,7 @@ __all__ = [
     "toml_name",
 ]
 
-MODES = ("auto", "legacy", "csv", "cdi")
+MODES = ("auto", "legacy", "csv", "cdi", "jit-cdi")
 ALL_DRIVER_CAPABILITIES = "compat32,compute,display,graphics,ngx,utility,video"
 
 
@@ -69,11 +70,28 @@ class CdiModeConfig:
 
 
 @attrs.frozen
+class JitCdiModeConfig:
+    """``[nvidia-container-runtime.modes.jit-cdi]``: the just-in-time CDI mode.
+
+    :param nvcdi_feature_flags: NVIDIA's nvcdi feature flags (e.g.
+        ``no-additional-gids-for-device-nodes``); the ones nvshim does not
+        implement are logged at debug level and have no effect.
+    :param nvcdi_disable_hooks: hooks left out of the generated edits
+        (``create-symlinks``, ``enable-cuda-compat``, ``update-ldcache``,
+        ``all``), as ``nvidia-ctk cdi generate --disable-hook``.
+    """
+
+    nvcdi_feature_flags: tuple[str, ...] = ()
+    nvcdi_disable_hooks: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class ModesConfig:
     """``[nvidia-container-runtime.modes]``."""
 
     csv: CsvModeConfig = CsvModeConfig()
     cdi: CdiModeConfig = CdiModeConfig()
+    jit_cdi: JitCdiModeConfig = JitCdiModeConfig()
 
 
 @attrs.frozen
@@ -172,7 +190,7 @@ class Config:
 
     @property
     def mode(self) -> str:
-        """The configured mode (``auto``, ``legacy``, ``csv`` or ``cdi``)."""
+        """The configured mode (``auto``, ``legacy``, ``csv``, ``cdi`` or ``jit-cdi``)."""
         return self.nvidia_container_runtime.effective_mode
 
 
@@ -184,6 +202,7 @@ _CONFIG_OMIT = frozenset({"source", "ignored_keys"})
 _NESTED = (
     CsvModeConfig,
     CdiModeConfig,
+    JitCdiModeConfig,
     ModesConfig,
     RuntimeConfig,
     ContainerCliConfig,

@@ -36,7 +36,8 @@ class ModifierContext:
     """What a modifier knows about the container being created.
 
     :param config: the typed configuration (:class:`nvshim.config.Config`).
-    :param mode: the resolved mode for this container: ``legacy``, ``csv`` or ``cdi``.
+    :param mode: the resolved mode for this container: ``legacy``, ``csv``, ``cdi``
+        or ``jit-cdi``.
     :param bundle: the absolute bundle path, or None when a bare Spec is modified.
     :param argv: the runtime's argv as the engine passed it.
     :param logger: nvshim's logger (``debug``, ``info``, ``warning``, ``error``).

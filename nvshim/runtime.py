@@ -56,6 +56,8 @@ class ApplyResult:
     :param written: whether config.json was rewritten.
     :param skipped: the names of those of :attr:`applied` that were not
         called because they do not serve the mode (``Modifier.modes``).
+    :param mode_reason: why the container got ``mode`` (``configured``,
+        ``forced``, or the rule of mode ``auto`` that picked it).
     """
 
     spec: Spec
@@ -64,6 +66,7 @@ class ApplyResult:
     applied: tuple[str, ...]
     written: bool = False
     skipped: tuple[str, ...] = ()
+    mode_reason: str = ""
 
 
 def load_modifiers(
@@ -105,23 +108,28 @@ def _resolve_mode(
     request: Optional[ContainerRequest],
     error: Optional[RequestError],
     logger: Logger,
-) -> str:
+) -> tuple[str, str]:
+    """``(mode, reason)`` for this container (see :mod:`nvshim.modes`)."""
     configured = config.mode
     if configured != "auto":
-        return configured
-    # Devices asked for through CDI annotations (Kubernetes' way) mean CDI mode.
-    prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
-    if any(key.startswith(p) for key in spec.annotations for p in prefixes if p):
-        logger.debug("mode auto resolved to cdi (CDI annotations)")
-        return "cdi"
-    if error is not None:
-        raise error
-    from nvshim.modes import resolve_mode
+        return configured, "configured"
+    from nvshim.modes import decide_mode
 
-    assert request is not None
-    mode = resolve_mode(configured, request.devices if request.gpu else ())
-    logger.debug("mode auto resolved to %s", mode)
-    return mode
+    # Devices asked for through CDI annotations (Kubernetes' way) come first,
+    # as in NVIDIA's runtime; else the request's (env, mounts, legacy image).
+    prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
+    devices: list[str] = []
+    for key in sorted(spec.annotations):
+        if any(key.startswith(p) for p in prefixes if p):
+            devices.extend(n.strip() for n in spec.annotations[key].split(",") if n.strip())
+    if not devices:
+        if error is not None:
+            raise error
+        assert request is not None
+        devices = list(request.devices if request.gpu else ())
+    decision = decide_mode(configured, devices, driver_root=config.nvidia_container_cli.root)
+    logger.debug("mode auto resolved to %s (%s)", decision.mode, decision.reason)
+    return decision.mode, decision.reason
 
 
 def _load_bundle(target: Union[str, os.PathLike[str]]) -> tuple[Spec, str]:
@@ -177,8 +185,9 @@ def apply_modifiers(
         bundle = os.path.dirname(config_json)
 
     request, request_error = _read_request(spec, config)
+    mode_reason = "forced"
     if mode is None:
-        mode = _resolve_mode(config, spec, request, request_error, log)
+        mode, mode_reason = _resolve_mode(config, spec, request, request_error, log)
     log.debug("mode: %s", mode)
     context = ModifierContext(
         config=config,
@@ -238,6 +247,7 @@ def apply_modifiers(
         applied=tuple(applied),
         written=written,
         skipped=tuple(skipped),
+        mode_reason=mode_reason,
     )
 
 
