@@ -28,7 +28,7 @@ a simulated host keeps its own ``proc`` folder under its dev root.
 
 The file is written atomically with mode 0600, and ignored (rebuilt) when it
 or its folder is not owned by the user nvshim runs as or may be written by
-group or others, by the rules of nvshim's other caches (:mod:`nvshim._cachefile`).
+group or others, by the rules of nvshim's other caches (:mod:`nvshim.cachefile`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 import attrs
 
-from nvshim._cachefile import cache_dir, is_safe, read_json, write_json
+from nvshim.cachefile import cache_dir, is_safe, read_json, write_json
 
 __all__ = [
     "INVENTORY_VERSION",

@@ -62,6 +62,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 #: The modifier's name (``[nvshim] disabled-modifiers``, ``nvshim-ctl plugins``).
 NAME = "cdi"
 #: Devices of this kind are generated just in time by the ``jit-cdi`` modifier,
@@ -98,7 +99,7 @@ def inject(spec: Spec, data: Mapping[str, Any], names: Sequence[str], source: st
 
 
 def modify(spec: Spec, context: ModifierContext) -> None:
-    """Inject the CDI devices that the container asks for (the core runs it in modes ``cdi`` and ``jit-cdi``).
+    """Inject the CDI devices that the container asks for (modes ``cdi`` and ``jit-cdi``).
 
     In mode ``jit-cdi`` it serves a request made only of fully qualified
     names of other kinds than ``runtime.nvidia.com/gpu``, as NVIDIA's runtime
