@@ -25,7 +25,7 @@ from typing import Any
 import attack_support
 import pytest
 import tomlkit
-from nvshim._lookup import find_executable, search_path
+from nvshim.lookup import find_executable, search_path
 from reliability_support import Shim, check_one_line
 from script_support import installed_script, script
 
