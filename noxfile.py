@@ -101,7 +101,7 @@ def build(session: nox.Session) -> None:
         "import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist(); "
         "need = ['nvshim/__init__.py', 'nvshim/py.typed', 'nvshim_legacy_hook/__init__.py', "
         "'nvshim_csv_discovery/__init__.py', 'nvshim_docker_gpus_detector/__init__.py', "
-        "'nvshim_cdi/__init__.py']; "
+        "'nvshim_cdi/__init__.py', 'nvshim_jit_cdi/__init__.py']; "
         "missing = [n for n in need if n not in names] + "
         "([] if any(n.endswith('.data/scripts/nvshim') for n in names) else ['scripts/nvshim']); "
         "sys.exit(f'missing from the wheel: {missing}' if missing else 0)",
@@ -128,7 +128,8 @@ def fuzz(session: nox.Session) -> None:
 @nox.session(python="3.11", default=False)
 def bench(session: nox.Session) -> None:
     """Run the benchmark suite (`nox -s bench -- --quick` for a short run)."""
-    session.install(".")
+    # nvml and pytest: the jit-cdi row builds the tests' simulated GPU host.
+    session.install(".[nvml]", "pytest")
     session.run("python", "bench/run.py", *session.posargs)
 
 

@@ -344,26 +344,37 @@ def write_podman_conf(path: Path, env: dict[str, str]) -> Path:
 def make_jit_cdi_host(folder: Path, python: str) -> dict[str, str] | str:
     """The environment of a create in jit-cdi mode on a simulated GPU host, or why not.
 
-    A hook for the jit-cdi row (issue #14): it runs once nvshim has a
-    ``jit-cdi`` modifier and this function builds the simulated 8-GPU host
-    (fake driver root and NVML) that the modifier reads; until then it says
-    why the row is skipped.
+    The jit-cdi row (issue #14): the simulated 8-GPU host of the tests
+    (tests/host_support.py: real ELF libraries, a fake ``libnvidia-ml.so.1``
+    compiled from C, an ``ld.so.cache`` from ``ldconfig -r``, nodes made with
+    mknod) under ``folder``, and a config in mode jit-cdi with it as the driver
+    root.  The check run and warm-ups build the host inventory (through the
+    fake NVML); the timed runs read it from the cache, as every create after
+    the first does on a real host.
     """
     probe = subprocess.run(
-        [
-            python,
-            "-c",
-            "import importlib.metadata as m, sys;"
-            "eps = m.entry_points(group='nvshim');"
-            "sys.exit(0 if any(e.name == 'jit-cdi' for e in eps) else 1)",
-        ],
-        capture_output=True,
-        timeout=60,
+        [python, "-c", "import nvshim_jit_cdi, pynvml"], capture_output=True, timeout=60,
         check=False,
-    )
+    )  # fmt: skip
     if probe.returncode != 0:
-        return "nvshim has no jit-cdi modifier"
-    return "no simulated GPU host for jit-cdi in the bench yet"
+        return "nvshim's jit-cdi modifier or nvidia-ml-py (the nvml extra) is not installed"
+    if os.geteuid() != 0:
+        return "the simulated GPU host needs root (mknod, ldconfig -r)"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        import host_support  # its helpers use pytest to skip tests
+    except ImportError as exc:
+        return f"tests/host_support.py cannot be imported ({exc})"
+    try:
+        host = host_support.build_simulated_host(folder / "root")
+    except Exception as exc:  # a compiler or ldconfig failing
+        return f"cannot build the simulated GPU host: {exc}"
+    except BaseException as exc:  # pytest.skip's exception: a missing tool
+        if type(exc).__name__ != "Skipped":
+            raise
+        return str(exc)
+    config = write_config(folder / "jit-cdi.toml", mode="jit-cdi", driver_root=host.root)
+    return {"NVSHIM_CONFIG": str(config)}
 
 
 def _site_packages(python: str) -> str:

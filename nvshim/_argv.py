@@ -28,8 +28,6 @@ FLAG_OPTIONS = frozenset({"debug", "systemd-cgroup", "help", "h", "version", "v"
 CREATE_COMMANDS = frozenset({"create", "run"})
 
 
-
-
 class Args:
     """What nvshim needs from a runtime command line."""
 
@@ -93,10 +91,15 @@ class Args:
         return self.argv[self.command_index + 1 :]
 
     def bundle(self, cwd: str | None = None) -> str:
-        """The absolute bundle path of a create (the current directory when none is given)."""
+        """The absolute bundle path of a create (the current directory when none is given).
+
+        Resolved as runc resolves it (runc chdirs into ``--bundle``): links
+        first, then ``..``, so ``a/link/../b`` is the folder beside the
+        link's target, whose config.json runc reads, not ``a/b``.
+        """
         bundle = bundle_from(self.command_args)
         base = cwd if cwd is not None else os.getcwd()
-        return os.path.normpath(os.path.join(base, bundle)) if bundle else base
+        return os.path.realpath(os.path.join(base, bundle)) if bundle else base
 
     def __repr__(self) -> str:
         flags = sorted(self.flags)

@@ -12,7 +12,7 @@ import sys
 
 from nvshim._argv import Args, parse_command_line
 from nvshim._configfile import config_path, read_toml, runtimes_from
-from nvshim._exec import exec_runtime, find_runtime
+from nvshim._exec import exec_runtime, find_runtime, started_by_own_runtime
 from nvshim.errors import ConfigError, NvshimError
 
 # Not `typing.TYPE_CHECKING`: typing and collections.abc cost more than the
@@ -56,6 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_command_line(list(sys.argv if argv is None else argv))
     except NvshimError as exc:
         return _fail(exc.line, None, "text")
+    looped = started_by_own_runtime()
+    if looped is not None:
+        return _fail(
+            f"nvshim: cannot find the low-level runtime: {looped}, which nvshim started, started"
+            " nvshim again (a wrapper named like the runtime that calls nvshim?); set"
+            " [nvidia-container-runtime] runtimes to the real runtime",
+            args.log_file,
+            args.log_format,
+        )
     if not (args.is_create or args.version):
         return _pass_through(args)
 

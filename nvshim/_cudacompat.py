@@ -23,6 +23,7 @@ from typing import IO, NoReturn, Optional
 
 from nvshim import _rootfs
 from nvshim._hookcmd import HookError, find_rootfs, read_state
+from nvshim._log import escape_controls
 
 __all__ = ["DEFAULT_COMPAT_ROOT", "compat_folder", "main"]
 
@@ -135,14 +136,17 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
     try:
         _run(_parser().parse_args(argv), stdin if stdin is not None else sys.stdin.buffer)
     except _UsageError as exc:
-        print(f"{PROG}: arguments: {exc}", file=sys.stderr)
+        print(escape_controls(f"{PROG}: arguments: {exc}"), file=sys.stderr)
         return 1
     except HookError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(escape_controls(f"{PROG}: {exc}"), file=sys.stderr)
         return 1
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except Exception as exc:  # a hook must fail in one line, never a traceback
-        print(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            escape_controls(f"{PROG}: unexpected error: {type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
         return 1
     return 0

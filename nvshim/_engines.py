@@ -189,6 +189,32 @@ def _copy_source(
     return None
 
 
+def _drop_cdi_pod_annotations(runtime: dict[str, Any]) -> None:
+    """Never pass a pod's ``cdi.k8s.io/`` annotations to nvshim's runtime.
+
+    containerd hands the runtime only the pod annotations its handler's
+    ``pod_annotations`` lists.  nvshim trusts ``cdi.k8s.io/`` annotations to
+    name devices because only device plugins set them (docs/security.md): a
+    pattern that let a pod's own annotations through would let any pod ask
+    for any device.  So a copied runc runtime loses such patterns.
+    """
+    import fnmatch
+
+    patterns = runtime.get("pod_annotations")
+    if not isinstance(patterns, list):
+        return
+    kept = [
+        p
+        for p in patterns
+        if not (isinstance(p, str) and fnmatch.fnmatchcase("cdi.k8s.io/x", p))
+        and not (isinstance(p, str) and p.startswith("cdi.k8s.io/"))
+    ]
+    if kept:
+        runtime["pod_annotations"] = kept
+    else:
+        del runtime["pod_annotations"]
+
+
 def _is_runc_type(runtime: dict[str, Any]) -> bool:
     # nvshim stands in for runc: the settings of another kind of shim (kata,
     # gVisor) would not apply to it.
@@ -275,6 +301,7 @@ def configure_containerd(text: str, name: str, path: str, set_as_default: bool =
                 "runtime_engine": "",
                 "privileged_without_host_devices": False,
             }
+        _drop_cdi_pod_annotations(source)
         options = source.get("options")
         source["options"] = dict(options) if isinstance(options, dict) else {}
         source["options"]["BinaryName"] = path

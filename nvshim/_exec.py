@@ -21,7 +21,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from typing import NoReturn
 
-__all__ = ["exec_runtime", "find_runtime"]
+__all__ = ["EXEC_MARKER", "exec_runtime", "find_runtime", "started_by_own_runtime"]
+
+#: Set in the runtime's environment to the path nvshim exec'd.  A runtime
+#: that starts nvshim again (a wrapper named ``runc`` that calls nvshim) is
+#: seen at once instead of looping until the system runs out of processes.
+EXEC_MARKER = "NVSHIM_EXECED_RUNTIME"
 
 #: Signals Python ignores at start and ``execv`` would pass on ignored: a
 #: runtime (or crun's hooks) must start as the engine started nvshim.
@@ -68,6 +73,12 @@ def find_runtime(
     )
 
 
+def started_by_own_runtime(environ: Mapping[str, str] | None = None) -> str | None:
+    """The runtime nvshim exec'd that has now started nvshim again, or None."""
+    env = os.environ if environ is None else environ
+    return env.get(EXEC_MARKER) or None
+
+
 def exec_runtime(path: str, args: Sequence[str]) -> NoReturn:
     """``execv`` the runtime with ``args``: fds, env, cwd and stdio are inherited.
 
@@ -77,9 +88,11 @@ def exec_runtime(path: str, args: Sequence[str]) -> NoReturn:
     :raises NvshimError: ``cannot exec <path>`` when ``execv`` fails.
     """
     previous = [(signum, _signal.signal(signum, _signal.SIG_DFL)) for signum in _RESET_SIGNALS]
+    os.environ[EXEC_MARKER] = path
     try:
         os.execv(path, [path, *args])
     except OSError as exc:
+        os.environ.pop(EXEC_MARKER, None)
         for signum, handler in previous:
             _signal.signal(signum, handler)
         raise NvshimError(f"cannot exec {path}", exc.strerror or str(exc)) from None

@@ -36,6 +36,7 @@ import sys
 from typing import IO, Any, Callable, NoReturn, Optional
 
 from nvshim import _ldconfig, _rootfs
+from nvshim._log import escape_controls
 
 __all__ = ["DEFAULT_LDCONFIGS", "HookError", "hook_names", "main", "resolve_ldconfig"]
 
@@ -244,10 +245,17 @@ def resolve_ldconfig(spec: Optional[str], rootfs: str, root_fd: int) -> str:
     raise HookError("ldconfig", f"none found (tried {', '.join(DEFAULT_LDCONFIGS)})")
 
 
+def _has_controls(text: str) -> bool:
+    """Whether ``text`` holds a control character (ESC, BEL, a newline ...)."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
 def _clean_folders(folders: list[str]) -> list[str]:
     """Normalise container folders and drop repeats, keeping the order."""
     seen: dict[str, None] = {}
     for folder in folders:
+        if _has_controls(folder):
+            raise HookError(f"folder {folder!r}", "contains control characters")
         try:
             parts = _rootfs.container_path_parts(folder)
         except ValueError as exc:
@@ -324,6 +332,9 @@ def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
         if not sep or not target or not link:
             failures.append(f"link {spec!r}: not TARGET::LINK")
             continue
+        if _has_controls(spec):
+            failures.append(f"link {spec!r}: contains control characters")
+            continue
         try:
             _rootfs.ensure_symlink(root_fd, link, target, replace_file=True)
         except ValueError as exc:
@@ -371,7 +382,7 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
     prefix = f"{PROG} {name}" if name else PROG
 
     def warn(line: str) -> None:
-        print(f"{prefix}: warning: {line}", file=sys.stderr)
+        print(escape_controls(f"{prefix}: warning: {line}"), file=sys.stderr)
 
     try:
         args = _build_parser().parse_args(argv)
@@ -385,7 +396,7 @@ def main(argv: list[str], stdin: Optional[IO[bytes]] = None) -> int:
     except Exception as exc:  # a hook must fail in one line, never a traceback
         failures = [f"unexpected error: {type(exc).__name__}: {_reason(exc)}"]
     for line in failures:
-        print(f"{prefix}: {line}", file=sys.stderr)
+        print(escape_controls(f"{prefix}: {line}"), file=sys.stderr)
     return 1 if failures else 0
 
 

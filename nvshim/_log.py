@@ -171,14 +171,35 @@ def _quote(msg: str) -> str:
     if msg and all(c.isalnum() or c in "-_./:" for c in msg):
         return msg
     escaped = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # The other control characters (ESC, BEL, BS ...) as \xNN; backslashes
+    # are doubled already.
+    if not escaped.isprintable():
+        escaped = "".join(
+            f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in escaped
+        )
     return f'"{escaped}"'
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` (a backslash as ``\\\\``).
+
+    Messages carry names from images and specs (paths, env values); an ESC,
+    BEL or BS in them must not drive the terminal that shows stderr or
+    rewrite what an admin reads in a log.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        f"\\x{ord(c):02x}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c
+        for c in text.replace("\\", "\\\\")
+    )
+
+
 def stderr_line(msg: str, stream: TextIO | None = None) -> None:
-    """Write one line to stderr, ignoring a closed stderr."""
+    """Write one line to stderr (control characters escaped), ignoring a closed stderr."""
     out = stream if stream is not None else sys.stderr
     try:
-        out.write(msg + "\n")
+        out.write(escape_controls(msg) + "\n")
         out.flush()
     except (OSError, ValueError, AttributeError):
         pass

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
         def to_dict(self) -> dict[str, Any]: ...
 
+
 __all__ = ["KINDS", "MULTI_VALUED", "Change", "ChangeTracker", "field_key", "spec_diff"]
 
 #: Every kind of change, as in :attr:`Change.kind`.
@@ -55,9 +56,7 @@ _ITEMIZED = frozenset(
 )
 #: Objects whose members are compared one by one, so that a change to
 #: ``process.args`` is not reported as a change of all of ``process``.
-_DESCEND = frozenset(
-    {(), ("process",), ("process", "user"), ("linux",), ("linux", "resources")}
-)
+_DESCEND = frozenset({(), ("process",), ("process", "user"), ("linux",), ("linux", "resources")})
 
 
 #: A member that is absent (as opposed to present with the value null).
@@ -183,10 +182,14 @@ def _itemized(path: tuple[str, ...], before: Any, after: Any) -> Iterator[Change
         old_groups, new_groups = _grouped(before, key_of), _grouped(after, key_of)
         if old_groups is not None and new_groups is not None:
             if kind == "env":
-                old_groups = {k: [e.partition("=")[2] if "=" in e else e for e in v]
-                              for k, v in old_groups.items()}
-                new_groups = {k: [e.partition("=")[2] if "=" in e else e for e in v]
-                              for k, v in new_groups.items()}
+                old_groups = {
+                    k: [e.partition("=")[2] if "=" in e else e for e in v]
+                    for k, v in old_groups.items()
+                }
+                new_groups = {
+                    k: [e.partition("=")[2] if "=" in e else e for e in v]
+                    for k, v in new_groups.items()
+                }
             yield from compare(kind, old_groups, new_groups)
             return
     # Not the expected shape at all (a modifier wrote a string where a list

@@ -31,6 +31,7 @@ __all__ = [
     "CsvModeConfig",
     "CtkConfig",
     "HookConfig",
+    "JitCdiModeConfig",
     "ModesConfig",
     "NvshimConfig",
     "RuntimeConfig",
@@ -39,7 +40,7 @@ __all__ = [
     "toml_name",
 ]
 
-MODES = ("auto", "legacy", "csv", "cdi")
+MODES = ("auto", "legacy", "csv", "cdi", "jit-cdi")
 ALL_DRIVER_CAPABILITIES = "compat32,compute,display,graphics,ngx,utility,video"
 
 
@@ -69,11 +70,28 @@ class CdiModeConfig:
 
 
 @attrs.frozen
+class JitCdiModeConfig:
+    """``[nvidia-container-runtime.modes.jit-cdi]``: the just-in-time CDI mode.
+
+    :param nvcdi_feature_flags: NVIDIA's nvcdi feature flags (e.g.
+        ``no-additional-gids-for-device-nodes``); the ones nvshim does not
+        implement are logged at debug level and have no effect.
+    :param nvcdi_disable_hooks: hooks left out of the generated edits
+        (``create-symlinks``, ``enable-cuda-compat``, ``update-ldcache``,
+        ``all``), as ``nvidia-ctk cdi generate --disable-hook``.
+    """
+
+    nvcdi_feature_flags: tuple[str, ...] = ()
+    nvcdi_disable_hooks: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class ModesConfig:
     """``[nvidia-container-runtime.modes]``."""
 
     csv: CsvModeConfig = CsvModeConfig()
     cdi: CdiModeConfig = CdiModeConfig()
+    jit_cdi: JitCdiModeConfig = JitCdiModeConfig()
 
 
 @attrs.frozen
@@ -132,8 +150,17 @@ class NvshimConfig:
     """
 
     disabled_modifiers: tuple[str, ...] = ()
-    modifier_timeout: float = 10.0
+    modifier_timeout: float = attrs.field(default=10.0)
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+
+    @modifier_timeout.validator
+    def _check_timeout(self, _attribute: attrs.Attribute[float], value: float) -> None:
+        # nan and -1 used to turn the limit off, inf to fail every create.
+        if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
+            raise ValueError(
+                f"modifier-timeout must be a finite number of seconds >= 0 (0: no limit),"
+                f" got {value!r}"
+            )
 
 
 @attrs.frozen
@@ -163,7 +190,7 @@ class Config:
 
     @property
     def mode(self) -> str:
-        """The configured mode (``auto``, ``legacy``, ``csv`` or ``cdi``)."""
+        """The configured mode (``auto``, ``legacy``, ``csv``, ``cdi`` or ``jit-cdi``)."""
         return self.nvidia_container_runtime.effective_mode
 
 
@@ -175,6 +202,7 @@ _CONFIG_OMIT = frozenset({"source", "ignored_keys"})
 _NESTED = (
     CsvModeConfig,
     CdiModeConfig,
+    JitCdiModeConfig,
     ModesConfig,
     RuntimeConfig,
     ContainerCliConfig,
@@ -370,6 +398,17 @@ def structure_config(raw: Mapping[str, Any], source: str = "<config>") -> Config
                 f"config {source}: key '{table}.{key}': expected one of "
                 f"{', '.join(choices)}, got {value!r}"
             )
+    nvshim_table = data.get("nvshim")
+    timeout = nvshim_table.get("modifier-timeout") if isinstance(nvshim_table, dict) else None
+    if (
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and not 0 <= timeout < float("inf")  # nan fails both comparisons
+    ):
+        raise ConfigError(
+            f"config {source}: key 'nvshim.modifier-timeout': expected a finite number"
+            f" of seconds >= 0 (0: no limit), got {timeout!r}"
+        )
     quick = _quick_config(data)
     config = quick if quick is not None else _structure_with_cattrs(data, source)
     ignored = tuple(k for k in _unknown_keys(raw, Config) if not k.startswith("nvshim."))
@@ -436,9 +475,7 @@ def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
         }
         conv.register_structure_hook(
             config_class,
-            make_dict_structure_fn(
-                config_class, conv, _cattrs_forbid_extra_keys=True, **overrides
-            ),
+            make_dict_structure_fn(config_class, conv, _cattrs_forbid_extra_keys=True, **overrides),
         )
     try:
         return conv.structure(table, config_class)

@@ -22,9 +22,14 @@ def is_executable(path: str) -> bool:
 def search_path(
     name: str, environ: Mapping[str, str] | None = None, folders: Iterable[str] = DEFAULT_FOLDERS
 ) -> list[str]:
-    """Candidate paths for ``name``: each PATH folder, then the default folders."""
+    """Candidate paths for ``name``: each absolute PATH folder, then the default folders.
+
+    A PATH entry that is not absolute (``.``, ``bin``, an empty one) is never
+    searched, as Go's exec refuses it: it would depend on the directory the
+    engine happened to start nvshim in.
+    """
     env = os.environ if environ is None else environ
-    candidates = [d for d in env.get("PATH", "").split(os.pathsep) if d]
+    candidates = [d for d in env.get("PATH", "").split(os.pathsep) if d.startswith("/")]
     candidates.extend(folders)
     seen: set[str] = set()
     result = []

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["Modifier", "ModifierContext", "ModifierError"]
 
 
-
-
 def _check_name(_inst: object, _attribute: attrs.Attribute[str], value: str) -> None:
     if not isinstance(value, str) or not value or value.strip() != value or " " in value:
         raise ValueError(f"a modifier name must be a non-empty word, got {value!r}")
@@ -38,7 +36,8 @@ class ModifierContext:
     """What a modifier knows about the container being created.
 
     :param config: the typed configuration (:class:`nvshim.config.Config`).
-    :param mode: the resolved mode for this container: ``legacy``, ``csv`` or ``cdi``.
+    :param mode: the resolved mode for this container: ``legacy``, ``csv``, ``cdi``
+        or ``jit-cdi``.
     :param bundle: the absolute bundle path, or None when a bare Spec is modified.
     :param argv: the runtime's argv as the engine passed it.
     :param logger: nvshim's logger (``debug``, ``info``, ``warning``, ``error``).

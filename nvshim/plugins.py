@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import attrs
 import pluggy
 
-from nvshim import hookspecs
+from nvshim import _watchdog, hookspecs
 from nvshim.errors import ModifierError, NvshimError, PluginError
 from nvshim.modifier import Modifier
 
@@ -157,7 +157,10 @@ def call_isolated(
         :class:`NvshimError` the plugin raised) keeps its first line; any
         other exception, ``SystemExit`` included, is a bug of the plugin,
         reported as ``<type>: <first line>``; an overrun as ``did not finish
-        within <timeout> s``.  ``KeyboardInterrupt`` passes through.
+        within <timeout> s``.  ``KeyboardInterrupt`` passes through.  Where
+        the ``nvshim`` command enabled :mod:`nvshim._watchdog`, a call that
+        runs :data:`nvshim._watchdog.GRACE_S` past ``timeout`` (the plugin
+        caught the exception, or sits in a long C call) ends the process.
     """
     use_alarm = (
         timeout > 0
@@ -173,7 +176,14 @@ def call_isolated(
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return function(*args)
+        # The hard limit, for a plugin that swallows _Timeout or sits in a
+        # long C call (the nvshim command only: see nvshim._watchdog).
+        with _watchdog.limit(
+            timeout,
+            f"nvshim: {label}: did not finish within {timeout:g} s and ignored the time"
+            " limit; nvshim was stopped, the container not created",
+        ):
+            return function(*args)
     except _Timeout:
         raise ModifierError(f"did not finish within {timeout:g} s", what=label) from None
     except NvshimError as exc:
@@ -334,15 +344,19 @@ class NvshimPluginManager(pluggy.PluginManager):
         """What is known about the plugin registered (or refused) as ``name``."""
         return self._infos.get(name) or PluginInfo(name=name)
 
-    def load_entry_points(self, disabled: Iterable[str] = ()) -> list[PluginInfo]:
+    def load_entry_points(
+        self, disabled: Iterable[str] = (), *, timeout: float = 0
+    ) -> list[PluginInfo]:
         """Load and register every ``nvshim`` entry point, one at a time.
 
         An entry point that fails to import, or that pluggy refuses, is not
         registered; it is returned with ``error`` set (one line, no
         traceback).  Entry points whose name is in ``disabled`` are not
         imported at all, so a broken plugin can be switched off in the config.
+        Each import is limited to ``timeout`` seconds (0: no limit), as a
+        modifier is (:func:`call_isolated`).
         """
-        infos = _load_into(self, set(disabled))
+        infos = _load_into(self, set(disabled), timeout)
         self._infos.update((info.name, info) for info in infos)
         self.loaded = True
         return infos
@@ -366,23 +380,22 @@ class NvshimPluginManager(pluggy.PluginManager):
 
 
 def get_plugin_manager(
-    load: bool = False, disabled: Iterable[str] = ()
+    load: bool = False, disabled: Iterable[str] = (), *, timeout: float = 0
 ) -> NvshimPluginManager:
     """A new plugin manager with nvshim's hook specs.
 
     :param load: also load the ``nvshim`` entry points (all but ``disabled``);
         by default no plugin is registered, and the caller registers what it
         wants or calls :meth:`NvshimPluginManager.load_entry_points`.
+    :param timeout: seconds each plugin's import may take (0: no limit).
     """
     pm = NvshimPluginManager()
     if load:
-        pm.load_entry_points(disabled)
+        pm.load_entry_points(disabled, timeout=timeout)
     return pm
 
 
-def load_entry_points(
-    pm: pluggy.PluginManager, disabled: Iterable[str] = ()
-) -> list[PluginInfo]:
+def load_entry_points(pm: pluggy.PluginManager, disabled: Iterable[str] = ()) -> list[PluginInfo]:
     """Load every ``nvshim`` entry point into ``pm`` (see :class:`NvshimPluginManager`)."""
     if isinstance(pm, NvshimPluginManager):
         return pm.load_entry_points(disabled)
@@ -450,7 +463,9 @@ def _scan() -> list[ScanRow]:
     return found
 
 
-def _load_into(pm: pluggy.PluginManager, disabled: set[str]) -> list[PluginInfo]:
+def _load_into(
+    pm: pluggy.PluginManager, disabled: set[str], timeout: float = 0
+) -> list[PluginInfo]:
     infos = []
     for ep in _entry_points():
         info = PluginInfo(name=ep.name, dist=ep.dist, version=ep.version, value=ep.value)
@@ -466,11 +481,12 @@ def _load_into(pm: pluggy.PluginManager, disabled: set[str]) -> list[PluginInfo]
             )
             continue
         try:
-            plugin = ep.load()
-        except BaseException as exc:  # a plugin's import may raise anything, even SystemExit
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            infos.append(attrs.evolve(info, error=f"cannot import {ep.value}: {_describe(exc)}"))
+            # A plugin's import may raise anything, even SystemExit, or hang.
+            plugin = call_isolated(
+                ep.load, label=f"plugin '{ep.name}' ({info.label})", timeout=timeout
+            )
+        except ModifierError as exc:
+            infos.append(attrs.evolve(info, error=f"cannot import {ep.value}: {exc.why}"))
             continue
         try:
             pm.register(plugin, name=ep.name)

@@ -63,6 +63,8 @@ def check_container_path(path: object, what: str = "container path") -> str:
         raise ValueError(f"{what} {path!r} contains a NUL byte")
     if ".." in path.split("/"):
         raise ValueError(f"{what} {path!r} contains a '..' component")
+    if not path.strip("/"):
+        raise ValueError(f"{what} {path!r} is the container's root itself")
     return path
 
 

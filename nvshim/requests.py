@@ -99,8 +99,6 @@ _GO_SEMVER = (
 )
 
 
-
-
 @attrs.frozen
 class RequestOptions:
     """The configuration keys (NVIDIA's hook keys) that change how a request is read."""

@@ -79,8 +79,6 @@ class RequirementError(ValueError):
     """An ``NVIDIA_REQUIRE_*`` expression that does not follow the grammar."""
 
 
-
-
 def parse_version(text: str) -> _VersionKey | None:
     """The sort key of a version string, or ``None`` when it is not a version.
 

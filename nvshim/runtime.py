@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn, Optional, Union
 
 import attrs
 
+from nvshim import _watchdog
 from nvshim._argv import Args, parse_command_line
 from nvshim._exec import exec_runtime, find_runtime
 from nvshim._log import Logger
@@ -55,6 +56,8 @@ class ApplyResult:
     :param written: whether config.json was rewritten.
     :param skipped: the names of those of :attr:`applied` that were not
         called because they do not serve the mode (``Modifier.modes``).
+    :param mode_reason: why the container got ``mode`` (``configured``,
+        ``forced``, or the rule of mode ``auto`` that picked it).
     """
 
     spec: Spec
@@ -63,6 +66,7 @@ class ApplyResult:
     applied: tuple[str, ...]
     written: bool = False
     skipped: tuple[str, ...] = ()
+    mode_reason: str = ""
 
 
 def load_modifiers(
@@ -75,9 +79,14 @@ def load_modifiers(
     caller registered what it wants (tests, tools embedding nvshim).
     """
     disabled = config.nvshim.disabled_modifiers
-    pm = plugin_manager if plugin_manager is not None else get_plugin_manager(True, disabled)
+    timeout = config.nvshim.modifier_timeout
+    pm = (
+        plugin_manager
+        if plugin_manager is not None
+        else get_plugin_manager(True, disabled, timeout=timeout)
+    )
     if isinstance(pm, NvshimPluginManager):
-        return pm, pm.collect_modifiers(disabled, timeout=config.nvshim.modifier_timeout)
+        return pm, pm.collect_modifiers(disabled, timeout=timeout)
     return pm, collect_modifiers(pm, disabled=disabled)
 
 
@@ -99,28 +108,33 @@ def _resolve_mode(
     request: Optional[ContainerRequest],
     error: Optional[RequestError],
     logger: Logger,
-) -> str:
+) -> tuple[str, str]:
+    """``(mode, reason)`` for this container (see :mod:`nvshim.modes`)."""
     configured = config.mode
     if configured != "auto":
-        return configured
-    # Devices asked for through CDI annotations (Kubernetes' way) mean CDI mode.
-    prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
-    if any(key.startswith(p) for key in spec.annotations for p in prefixes if p):
-        logger.debug("mode auto resolved to cdi (CDI annotations)")
-        return "cdi"
-    if error is not None:
-        raise error
-    from nvshim.modes import resolve_mode
+        return configured, "configured"
+    from nvshim.modes import decide_mode
 
-    assert request is not None
-    mode = resolve_mode(configured, request.devices if request.gpu else ())
-    logger.debug("mode auto resolved to %s", mode)
-    return mode
+    # Devices asked for through CDI annotations (Kubernetes' way) come first,
+    # as in NVIDIA's runtime; else the request's (env, mounts, legacy image).
+    prefixes = config.nvidia_container_runtime.modes.cdi.annotation_prefixes
+    devices: list[str] = []
+    for key in sorted(spec.annotations):
+        if any(key.startswith(p) for p in prefixes if p):
+            devices.extend(n.strip() for n in spec.annotations[key].split(",") if n.strip())
+    if not devices:
+        if error is not None:
+            raise error
+        assert request is not None
+        devices = list(request.devices if request.gpu else ())
+    decision = decide_mode(configured, devices, driver_root=config.nvidia_container_cli.root)
+    logger.debug("mode auto resolved to %s (%s)", decision.mode, decision.reason)
+    return decision.mode, decision.reason
 
 
 def _load_bundle(target: Union[str, os.PathLike[str]]) -> tuple[Spec, str]:
     """The bundle's spec and its config.json path."""
-    bundle = os.path.abspath(os.fspath(target))
+    bundle = os.path.realpath(os.fspath(target))  # as runc resolves it (it chdirs)
     if not os.path.isdir(bundle):
         raise SpecError(f"bundle {bundle} is not a folder")
     config_json = os.path.join(bundle, "config.json")
@@ -171,8 +185,9 @@ def apply_modifiers(
         bundle = os.path.dirname(config_json)
 
     request, request_error = _read_request(spec, config)
+    mode_reason = "forced"
     if mode is None:
-        mode = _resolve_mode(config, spec, request, request_error, log)
+        mode, mode_reason = _resolve_mode(config, spec, request, request_error, log)
     log.debug("mode: %s", mode)
     context = ModifierContext(
         config=config,
@@ -232,6 +247,7 @@ def apply_modifiers(
         applied=tuple(applied),
         written=written,
         skipped=tuple(skipped),
+        mode_reason=mode_reason,
     )
 
 
@@ -287,6 +303,7 @@ class Runtime:
     def exec(self, runtime: Optional[str] = None) -> NoReturn:
         """Replace this process with the low-level runtime, same arguments."""
         path = runtime if runtime is not None else self.find_runtime()
+        _watchdog.disable()  # every bounded step is over; nothing may kill the runtime
         self.logger.debug("exec %s", path)
         self.logger.close()
         exec_runtime(path, self.argv[1:])
@@ -298,10 +315,18 @@ class Runtime:
         without runc fails with config.json unchanged.
         """
         runtime = self.find_runtime()
+        # The hard time limit on plugins (imports, nvshim_modifiers(),
+        # modifiers, validators): see nvshim._watchdog.
+        _watchdog.enable(self._watchdog_report)
         if self.args.version:
             self.print_version()
         self.modify()
         self.exec(runtime)
+
+    def _watchdog_report(self, line: str) -> None:
+        """In the watchdog's child, after it stopped nvshim: the line goes to the log too."""
+        self.logger.error("%s", line)
+        self.logger.close()
 
     def print_version(self) -> None:
         """Print nvshim's version and its active modifiers to stdout."""

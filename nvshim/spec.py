@@ -20,12 +20,10 @@ from nvshim.records import HOOK_STAGES, Change, Device, Hook, Mount, from_json, 
 __all__ = ["Spec", "SpecError", "is_privileged", "json_type_name"]
 
 
-
-
-#: A config.json larger than this is refused unread: real ones are a few
-#: kilobytes, and parsing hundreds of megabytes as root on every container
-#: start would let a bundle exhaust the host's memory.
-MAX_SPEC_BYTES = 64 << 20
+#: A config.json larger than this is refused unread: Docker's are about
+#: 20 KB, and parsing a 16 MiB one took 817 MiB and 10 s as root, outside the
+#: container's cgroup, on every start.
+MAX_SPEC_BYTES = 8 << 20
 #: What failed, in the line of a :class:`SpecError` raised by :meth:`Spec.save`.
 _WRITE = "cannot write the spec"
 
@@ -34,6 +32,10 @@ _WRITE = "cannot write the spec"
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 
+
+#: Mount types by which the engine gives a container its own kernel views;
+#: no modifier's mount may replace one.
+ENGINE_MOUNT_TYPES = frozenset({"proc", "sysfs", "devpts", "mqueue"})
 
 #: Deepest nesting accepted (real specs nest about 6 levels).  nvshim's copies
 #: and the JSON encoder recurse once or twice per level; a limit well below
@@ -152,8 +154,81 @@ def _expect_fields(entry: dict[str, Any], where: str, fields: dict[str, str]) ->
             _expect(value, str, f"{where}.{key}", "a string")
 
 
+# The keys of every object nvshim reads or edits, by where the object is
+# ("mounts[]": each entry).  runc's JSON decoder (Go's) matches keys without
+# regard to case and the later one wins: with "Env" beside "env", nvshim would
+# edit one list and runc read the other.
+_KEYS_BY_PLACE: dict[str, tuple[str, ...]] = {
+    "": ("ociVersion", "process", "root", "mounts", "hooks", "annotations", "linux"),
+    "process": ("env", "user", "capabilities", "args", "cwd"),
+    "process.user": ("uid", "gid", "additionalGids"),
+    "process.capabilities": ("bounding", "effective", "permitted", "inheritable", "ambient"),
+    "root": ("path", "readonly"),
+    "linux": ("devices", "resources", "intelRdt", "netDevices", "namespaces"),
+    "linux.resources": ("devices",),
+    "hooks": HOOK_STAGES,
+    "mounts[]": ("destination", "type", "source", "options"),
+    "linux.devices[]": ("path", "type", "major", "minor", "fileMode", "uid", "gid"),
+    "linux.resources.devices[]": ("allow", "type", "major", "minor", "access"),
+    "hooks.*[]": ("path", "args", "env", "timeout"),
+}
+_FOLDED = {place: {key.casefold(): key for key in keys} for place, keys in _KEYS_BY_PLACE.items()}
+_EXACT = {place: frozenset(keys) for place, keys in _KEYS_BY_PLACE.items()}
+
+
+def _check_case(node: Any, place: str, where: str) -> None:
+    """Refuse a key of ``node`` that differs from a known key only in case."""
+    if not isinstance(node, dict) or node.keys() <= _EXACT[place]:
+        return  # the usual case, decided in C
+    known = _FOLDED[place]
+    for key in node:
+        canonical = known.get(key.casefold())
+        if canonical is not None and key != canonical:
+            at = f"{where}.{key}" if where else key
+            raise SpecError(
+                f"{at}: key differs from {canonical!r} only in case (runc would read one,"
+                " nvshim edit the other)"
+            )
+
+
+def _check_entries(entries: Any, place: str, where: str) -> None:
+    """:func:`_check_case` for each object of the array ``entries``."""
+    if not isinstance(entries, list):
+        return
+    exact = _EXACT[place]
+    for i, entry in enumerate(entries):
+        # Inline first: the message is only built for an entry that needs a look.
+        if not (isinstance(entry, dict) and entry.keys() <= exact):
+            _check_case(entry, place, f"{where}[{i}]")
+
+
+def _check_key_case(data: dict[str, Any]) -> None:
+    _check_case(data, "", "")
+    for place in ("process", "root", "linux", "hooks"):
+        _check_case(data.get(place), place, place)
+    process = data.get("process")
+    if isinstance(process, dict):
+        _check_case(process.get("user"), "process.user", "process.user")
+        _check_case(process.get("capabilities"), "process.capabilities", "process.capabilities")
+    linux = data.get("linux")
+    if isinstance(linux, dict):
+        _check_entries(linux.get("devices"), "linux.devices[]", "linux.devices")
+        resources = linux.get("resources")
+        _check_case(resources, "linux.resources", "linux.resources")
+        if isinstance(resources, dict):
+            _check_entries(
+                resources.get("devices"), "linux.resources.devices[]", "linux.resources.devices"
+            )
+    _check_entries(data.get("mounts"), "mounts[]", "mounts")
+    hooks = data.get("hooks")
+    if isinstance(hooks, dict):
+        for stage, entries in hooks.items():
+            _check_entries(entries, "hooks.*[]", f"hooks.{stage}")
+
+
 def _check_shape(data: dict[str, Any]) -> None:
     """Check the types of every field that nvshim reads, so errors are clear."""
+    _check_key_case(data)
     process = data.get("process")
     if process is not None:
         _expect(process, dict, "process", "an object")
@@ -467,7 +542,13 @@ class Spec:
         return result
 
     def add_mount(self, mount: Mount) -> None:
-        """Add ``mount``; a mount with the same destination is replaced in place."""
+        """Add ``mount``; a mount with the same destination is replaced in place.
+
+        :raises ValueError: when it would replace one of the engine's
+            ``proc``, ``sysfs``, ``devpts`` or ``mqueue`` mounts
+            (:data:`ENGINE_MOUNT_TYPES`): a CSV line ``dir, /*`` put the
+            host's ``/proc`` in place of the container's.
+        """
         if not isinstance(mount, Mount):
             raise TypeError(f"add_mount() takes a Mount, not {type(mount).__name__}")
         mounts: list[dict[str, Any]] = self._section("mounts", default=list)
@@ -475,6 +556,20 @@ class Spec:
         # A list of keys, then a search in C: csv mode adds hundreds of mounts,
         # and a Python loop over the list for each was most of its create.
         destinations = [m.get("destination") for m in mounts]
+        wanted = mount.destination.rstrip("/")
+        for same in (wanted, wanted + "/"):
+            if same in destinations:
+                existing = mounts[destinations.index(same)]
+                kind = existing.get("type")
+                # The very same mount again changes nothing: that is allowed.
+                if (
+                    kind in ENGINE_MOUNT_TYPES
+                    and existing != entry
+                    and not _same_record(Mount, existing, mount)
+                ):
+                    raise ValueError(
+                        f"mount at {mount.destination} would replace the engine's {kind} mount"
+                    )
         if mount.destination in destinations:
             i = destinations.index(mount.destination)
             existing = mounts[i]

@@ -254,9 +254,7 @@ def register_plugin(plugin_manager: pluggy.PluginManager) -> Iterator[PluginRegi
 
 
 @pytest.fixture
-def run_modifiers(
-    plugin_manager: pluggy.PluginManager, oci_spec: SpecFactory
-) -> RunModifiers:
+def run_modifiers(plugin_manager: pluggy.PluginManager, oci_spec: SpecFactory) -> RunModifiers:
     """Run the modifier chain as a create would, and return the :class:`nvshim.ApplyResult`.
 
     ``run_modifiers(target=None, *, config=None, mode=None, argv=(),

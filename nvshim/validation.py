@@ -346,8 +346,9 @@ def _get(data: Any, path: Sequence[str]) -> tuple[bool, Any]:
 # -- the checks ----------------------------------------------------------------
 
 
-def _blame(changes: Sequence[Change], describe: Callable[[Optional[str]], str],
-           kind: str, key: str) -> str:
+def _blame(
+    changes: Sequence[Change], describe: Callable[[Optional[str]], str], kind: str, key: str
+) -> str:
     for change in reversed(changes):
         if change.kind == kind and change.key == key and change.modifier:
             return f" (set by {describe(change.modifier)})"
@@ -440,20 +441,24 @@ def _entries(
                 if match(item):
                     found.append((item, shape, f"{where}[{i}]"))
 
-    def keyed(items: Any, where: str, shape: Shape, key_of: Callable[[Any], Any],
-              name: str, wanted: str) -> None:
+    def keyed(
+        items: Any, where: str, shape: Shape, key_of: Callable[[Any], Any], name: str, wanted: str
+    ) -> None:
         for i in index.positions(name, items, key_of, wanted):
             found.append((items[i], shape, f"{where}[{i}]"))
 
     if kind == "mount":
         keyed(data.get("mounts"), "mounts", MOUNT, _mapping_key("destination"), "mounts", key)
     elif kind == "device":
-        keyed(linux.get("devices"), "linux.devices", DEVICE, _mapping_key("path"), "devices",
-              key)
+        keyed(linux.get("devices"), "linux.devices", DEVICE, _mapping_key("path"), "devices", key)
     elif kind == "device-rule":
         resources = _obj(linux.get("resources"))
-        among(resources.get("devices"), "linux.resources.devices", DEVICE_RULE,
-              lambda r: r == change.after)
+        among(
+            resources.get("devices"),
+            "linux.resources.devices",
+            DEVICE_RULE,
+            lambda r: r == change.after,
+        )
     elif kind == "hook":
         stage, _, path = key.partition(":")
         hooks = _obj(data.get("hooks"))
@@ -508,8 +513,9 @@ def validate_spec(
             continue
         if change.kind == "mount":
             count = len(
-                index.positions("mounts", data.get("mounts"), _mapping_key("destination"),
-                                change.key)
+                index.positions(
+                    "mounts", data.get("mounts"), _mapping_key("destination"), change.key
+                )
             )
             if count > 1:
                 return f"two mounts on {change.key}{blame}"

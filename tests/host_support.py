@@ -3,8 +3,8 @@
 Tests import this module as ``import host_support``.
 
 - :func:`copy_reference_root` copies one of NVIDIA's fake host roots from
-  ``../shared/reference-data/nvidia-lookup`` into a temp folder.  The shared
-  copy stores the symbolic links of NVIDIA's repository as small files
+  ``tests/data/reference-data/nvidia-lookup`` into a temp folder.  The
+  stored copy keeps the symbolic links of NVIDIA's repository as small files
   holding the link text (``libcuda.so.1`` holds ``libcuda.so.999.88.77``);
   the copy turns them back into links.
 - :func:`build_simulated_host` builds an NVIDIA GPU server in a folder: real
@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-SHARED = TESTS.parent.parent / "shared"
-LOOKUP = SHARED / "reference-data" / "nvidia-lookup"
+SHARED = TESTS.parent.parent / "shared"  # the JSON schemas only (tests/data/README.md)
+LOOKUP = TESTS / "data" / "reference-data" / "nvidia-lookup"
 FAKENVML_SOURCE = TESTS / "fakenvml" / "fakenvml.c"
 DGXA100 = TESTS / "fakenvml" / "dgxa100.json"
 LIB_DIR = "/usr/lib/x86_64-linux-gnu"
@@ -50,10 +50,10 @@ SIM_LIBRARIES = (
 
 
 def reference_root(name: str) -> Path:
-    """The shared reference root ``name`` (skips the test when ../shared is absent)."""
+    """NVIDIA's reference root ``name``, from tests/data (part of the repository)."""
     path = LOOKUP / name
     if not path.is_dir():
-        pytest.skip(f"{path} is absent (the ../shared data folder is not beside the checkout)")
+        raise FileNotFoundError(f"{path}: test data missing from the repository")
     return path
 
 
@@ -95,7 +95,10 @@ def cdi_schema_errors(spec: dict[str, Any]) -> list[str]:
     referencing = pytest.importorskip("referencing")
     folder = SHARED / "cdi-spec"
     if not folder.is_dir():
-        pytest.skip(f"{folder} is absent")
+        pytest.skip(
+            f"{folder} is absent: the JSON schemas live in a shared/ folder beside the "
+            "checkout (tests/data/README.md says where to get them)"
+        )
     resources = [
         (
             name,

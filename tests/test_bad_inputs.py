@@ -59,6 +59,11 @@ def _generate(kind: str, path: Path) -> None:
                 handle.write(chunk[:left])
                 left -= len(chunk)
             handle.write(tail)
+    elif kind == "file-16MiB-of-empty-objects":
+        # The attack's shape: cheap to write, 817 MiB and 10 s to parse and
+        # copy when the cap was 64 MiB.
+        body = ",".join(["{}"] * ((16 << 20) // 3))
+        path.write_text('{"ociVersion":"1.0.2","x":[' + body + "]}")
     elif kind == "int-5000-digits":
         path.write_text('{"ociVersion":"1.0.2","x":' + "9" * 5000 + "}")
     else:  # pragma: no cover - a typo in cases.toml

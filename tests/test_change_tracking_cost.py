@@ -173,3 +173,26 @@ def test_large_spec_chain_of_api_modifiers_stays_cheap(
     assert spec.copies == 0
     assert len(result.spec.mounts()) == 2020
     assert elapsed < 5  # a loose bound; the count above is the real check
+
+
+@pytest.mark.parametrize("mode", ["legacy", "cdi"])
+def test_built_in_modifiers_take_no_snapshot(
+    mode: str, tmp_path: Any, oci_spec: SpecFactory, run_modifiers: RunModifiers
+) -> None:
+    # The built-ins only read through nvshim's own accessor: a GPU create in
+    # these modes copies the spec never (a new `spec.raw` in one would show here).
+    spec_dir = tmp_path / "cdi"
+    spec_dir.mkdir()
+    (spec_dir / "gpu.json").write_text(
+        '{"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": [{"name": "0",'
+        ' "containerEdits": {"env": ["GPU0=1"]}}], "containerEdits": {"env": ["ALL=1"]}}'
+    )
+    config = (
+        '[nvidia-container-runtime-hook]\npath = "/bin/true"\n'
+        f'[nvidia-container-runtime.modes.cdi]\nspec-dirs = ["{spec_dir}"]\n'
+    )
+    base = oci_spec(env={"NVIDIA_VISIBLE_DEVICES": "0"}).to_dict()
+    spec = CountingSpec(base)
+    result = run_modifiers(spec, config=config, mode=mode, entry_points=True)
+    assert result.changes  # the GPU request was served
+    assert spec.copies == 0

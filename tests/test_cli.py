@@ -70,8 +70,7 @@ def test_stdin_env_cwd_fds_and_exit_status_reach_the_runtime(
     for fd in (r3, r4):
         os.set_inheritable(fd, True)
     script = (
-        f"import os, sys; os.dup2({r3}, 3); os.dup2({r4}, 4); "
-        "os.execv(sys.argv[1], sys.argv[1:])"
+        f"import os, sys; os.dup2({r3}, 3); os.dup2({r4}, 4); os.execv(sys.argv[1], sys.argv[1:])"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, nvshim_exe, "update", "--resources", "-", "ctr"],
@@ -120,7 +119,8 @@ def test_create_modifies_then_execs(
     (call,) = fake_runtime.calls()
     assert call["argv"][1:] == args
     spec = json.loads((bundle / "config.json").read_text())
-    assert "MARKED=legacy" in spec["process"]["env"]
+    # mode auto on a host without NVIDIA's toolkit: jit-cdi (#14), as NVIDIA's v1.18+ runtime.
+    assert "MARKED=jit-cdi" in spec["process"]["env"]
 
 
 def test_create_without_bundle_flag_uses_the_working_directory(

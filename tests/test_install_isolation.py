@@ -144,7 +144,8 @@ def test_no_python_variable_steers_nvshim_or_a_hook(installed: Path, tmp_path: P
     ]
     for name in _hookcmd.hook_names():
         runs.append(([str(bin_dir / "nvshim-ctl"), "hook", name, "--help"], None))
-        if name in hook_runs:
+        # update-ldcache makes a mount namespace for ldconfig: root only.
+        if name in hook_runs and (name != "update-ldcache" or os.geteuid() == 0):
             runs.append(([str(bin_dir / "nvshim-ctl"), "hook", name, *hook_runs[name]], state))
     for argv, stdin in runs:
         with attack_support.attack("PYTHON* variables on " + " ".join(argv[:3])):

@@ -120,7 +120,9 @@ CONFLICTS: dict[str, tuple[Modify, Modify, str]] = {
 
 @pytest.mark.parametrize("case", sorted(CONFLICTS))
 def test_conflicts_name_both_modifiers_and_the_field(
-    case: str, register_plugin: PluginRegistrar, oci_spec: SpecFactory,
+    case: str,
+    register_plugin: PluginRegistrar,
+    oci_spec: SpecFactory,
     run_modifiers: RunModifiers,
 ) -> None:
     first, second, message = CONFLICTS[case]
@@ -135,8 +137,11 @@ def test_conflicts_name_both_modifiers_and_the_field(
 
 @pytest.mark.parametrize("case", sorted(CONFLICTS))
 def test_an_override_is_allowed_and_logged(
-    case: str, register_plugin: PluginRegistrar, plugin_manager: pluggy.PluginManager,
-    oci_spec: SpecFactory, tmp_path: Path,
+    case: str,
+    register_plugin: PluginRegistrar,
+    plugin_manager: pluggy.PluginManager,
+    oci_spec: SpecFactory,
+    tmp_path: Path,
 ) -> None:
     first, second, _ = CONFLICTS[case]
     chain(register_plugin, ("a", first), ("b", second), b={"overrides": ("a",)})
@@ -144,8 +149,9 @@ def test_an_override_is_allowed_and_logged(
     logger = Logger("info")
     logger.add_file(str(log))
     # run_modifiers takes no logger: call the library function it wraps.
-    apply_modifiers(oci_spec(), config=Config(), mode="legacy", plugin_manager=plugin_manager,
-                    logger=logger)
+    apply_modifiers(
+        oci_spec(), config=Config(), mode="legacy", plugin_manager=plugin_manager, logger=logger
+    )
     logger.close()
     text = log.read_text()
     assert "modifier 'b' (plugin-b) " in text
@@ -155,8 +161,12 @@ def test_an_override_is_allowed_and_logged(
 def test_override_of_another_modifier_does_not_cover_this_one(
     register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
 ) -> None:
-    chain(register_plugin, ("a", lambda s, c: s.set_env("X", "1")),
-          ("b", lambda s, c: s.set_env("X", "2")), b={"overrides": ("someone-else",)})
+    chain(
+        register_plugin,
+        ("a", lambda s, c: s.set_env("X", "1")),
+        ("b", lambda s, c: s.set_env("X", "2")),
+        b={"overrides": ("someone-else",)},
+    )
     with pytest.raises(NvshimError, match="conflicting modifiers"):
         run_modifiers(oci_spec(), mode="legacy")
     # "*" overrides anyone.
@@ -178,6 +188,7 @@ def test_what_the_engine_wrote_is_not_a_conflict(
     register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
 ) -> None:
     spec = oci_spec(env={"X": "engine"}, annotations={"k": "engine"})
+
     def engine_fields(spec: Spec, _ctx: Any) -> None:
         spec.set_env("X", "a")
         spec.set_annotation("k", "a")
@@ -233,8 +244,9 @@ def test_raw_changes_are_found_and_attributed(
 
 
 def test_spec_diff_of_identical_specs_is_empty() -> None:
-    data = json.loads(shared_path("oci-runtime-spec", "test", "config", "good",
-                                  "spec-example.json").read_text())
+    data = json.loads(
+        shared_path("oci-runtime-spec", "test", "config", "good", "spec-example.json").read_text()
+    )
     assert spec_diff(data, json.loads(json.dumps(data))) == []
     changed = json.loads(json.dumps(data))
     changed["mounts"][0]["options"] = ["ro"]
@@ -286,56 +298,90 @@ def _del(path: str) -> Modify:
 INVALID: dict[str, tuple[Modify, str, bool]] = {
     "relative mount destination": (
         _append("mounts", {"destination": "data", "source": "/srv", "type": "bind"}),
-        "mount destination 'data' is not a clean absolute path", False),
+        "mount destination 'data' is not a clean absolute path",
+        False,
+    ),
     "dotdot mount destination": (
         _append("mounts", {"destination": "/a/../etc", "type": "bind"}),
-        "is not a clean absolute path", False),
+        "is not a clean absolute path",
+        False,
+    ),
     "two mounts on one destination": (
         _append("mounts", {"destination": "/proc", "type": "bind", "source": "/x"}),
-        "two mounts on /proc", False),
+        "two mounts on /proc",
+        False,
+    ),
     "mount options not strings": (
         _append("mounts", {"destination": "/m", "options": ["ro", 1]}),
-        "mounts[1].options[1] must be a string", True),
+        "mounts[1].options[1] must be a string",
+        True,
+    ),
     "device without numbers": (
         _append("linux.devices", {"path": "/dev/nvidia0", "type": "c"}),
-        "device /dev/nvidia0: major missing", False),
+        "device /dev/nvidia0: major missing",
+        False,
+    ),
     "device bad type": (
         _append("linux.devices", {"path": "/dev/x", "type": "x", "major": 1, "minor": 1}),
-        "must be one of c, b, u, p", True),
+        "must be one of c, b, u, p",
+        True,
+    ),
     "device relative path": (
         _append("linux.devices", {"path": "dev/x", "type": "c", "major": 1, "minor": 1}),
-        "device path 'dev/x' is not a clean absolute path", False),
+        "device path 'dev/x' is not a clean absolute path",
+        False,
+    ),
     "device mode out of range": (
-        _append("linux.devices",
-                {"path": "/dev/x", "type": "c", "major": 1, "minor": 1, "fileMode": 8630}),
-        "fileMode 8630 is out of range", True),
+        _append(
+            "linux.devices",
+            {"path": "/dev/x", "type": "c", "major": 1, "minor": 1, "fileMode": 8630},
+        ),
+        "fileMode 8630 is out of range",
+        True,
+    ),
     "relative hook path": (
-        _append("hooks.prestart", {"path": "bin/hook"}), "hook path 'bin/hook' is not absolute",
-        False),
+        _append("hooks.prestart", {"path": "bin/hook"}),
+        "hook path 'bin/hook' is not absolute",
+        False,
+    ),
     "hook timeout zero": (
-        _append("hooks.poststart", {"path": "/bin/h", "timeout": 0}), "out of range", True),
+        _append("hooks.poststart", {"path": "/bin/h", "timeout": 0}),
+        "out of range",
+        True,
+    ),
     "env entry without =": (
-        _append("process.env", "NOVALUE"), "environment entry 'NOVALUE' is not NAME=value",
-        False),
+        _append("process.env", "NOVALUE"),
+        "environment entry 'NOVALUE' is not NAME=value",
+        False,
+    ),
     "env name invalid": (
-        _append("process.env", "1X=2"), "environment entry '1X=2' is not NAME=value", False),
+        _append("process.env", "1X=2"),
+        "environment entry '1X=2' is not NAME=value",
+        False,
+    ),
     "args not strings": (_set("process.args", "sh -c x"), "process.args must be an array", True),
     "cwd removed": (_del("process.cwd"), "process has no cwd", True),
-    "namespace type": (
-        _append("linux.namespaces", {"type": "gpu"}), "must be one of mount", True),
-    "annotation not string": (_set("annotations", {"a": 1}), "annotations.a must be a string",
-                              True),
+    "namespace type": (_append("linux.namespaces", {"type": "gpu"}), "must be one of mount", True),
+    "annotation not string": (
+        _set("annotations", {"a": 1}),
+        "annotations.a must be a string",
+        True,
+    ),
     "gid negative": (_set("process.user.additionalGids", [-1]), "out of range", True),
     "root without path": (_set("root", {"readonly": True}), "root has no path", True),
     "cgroup rule without allow": (
         _set("linux.resources", {"devices": [{"type": "c", "major": 195}]}),
-        "has no allow", True),
+        "has no allow",
+        True,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(INVALID))
 def test_validation_refuses_and_names_the_modifier(
-    case: str, register_plugin: PluginRegistrar, oci_spec: SpecFactory,
+    case: str,
+    register_plugin: PluginRegistrar,
+    oci_spec: SpecFactory,
     run_modifiers: RunModifiers,
 ) -> None:
     modify, message, schema_refuses = INVALID[case]
@@ -360,8 +406,13 @@ def test_parts_no_modifier_touched_are_not_checked(
     assert run_modifiers(spec, mode="legacy").spec.get_env("A") == "1"
 
 
-GOOD = ["minimal.json", "minimal-for-start.json", "spec-example.json", "linux-rdma.json",
-        "linux-netdevice.json"]
+GOOD = [
+    "minimal.json",
+    "minimal-for-start.json",
+    "spec-example.json",
+    "linux-rdma.json",
+    "linux-netdevice.json",
+]
 
 
 def _everything_touched(data: dict[str, Any]) -> list[Change]:
@@ -378,22 +429,71 @@ def test_schema_valid_configs_pass_validation_entirely(name: str) -> None:
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.text(max_size=5)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**65), 2**65)
+    | st.text(max_size=5)
     | st.sampled_from(["/abs", "/dev/x", "c", "p", "RLIMIT_NOFILE", "A=1", "mount", "rel"]),
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(
-        st.sampled_from(["path", "type", "major", "minor", "destination", "source", "options",
-                         "allow", "cwd", "args", "env", "uid", "gid", "timeout", "soft", "hard",
-                         "containerID", "hostID", "size", "readonly"]),
-        inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "path",
+                    "type",
+                    "major",
+                    "minor",
+                    "destination",
+                    "source",
+                    "options",
+                    "allow",
+                    "cwd",
+                    "args",
+                    "env",
+                    "uid",
+                    "gid",
+                    "timeout",
+                    "soft",
+                    "hard",
+                    "containerID",
+                    "hostID",
+                    "size",
+                    "readonly",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
     max_leaves=8,
 )
-FIELDS = ["process", "root", "mounts", "hooks", "annotations", "hostname", "process.args",
-          "process.env", "process.user", "process.rlimits", "process.capabilities",
-          "linux.devices", "linux.namespaces", "linux.uidMappings", "linux.resources",
-          "linux.maskedPaths", "linux.sysctl"]
-STRICTER = ("is not a clean absolute path", "is not absolute", "is not NAME=value",
-            "missing", "two mounts on", "has no path")
+FIELDS = [
+    "process",
+    "root",
+    "mounts",
+    "hooks",
+    "annotations",
+    "hostname",
+    "process.args",
+    "process.env",
+    "process.user",
+    "process.rlimits",
+    "process.capabilities",
+    "linux.devices",
+    "linux.namespaces",
+    "linux.uidMappings",
+    "linux.resources",
+    "linux.maskedPaths",
+    "linux.sysctl",
+]
+STRICTER = (
+    "is not a clean absolute path",
+    "is not absolute",
+    "is not NAME=value",
+    "missing",
+    "two mounts on",
+    "has no path",
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -583,8 +683,9 @@ def test_a_bad_plugin_gives_one_line_and_leaves_config_json(
     bundle = bundle_with(tmp_path / "bundle", minimal_spec(mounts=[]))
     before = (bundle / "config.json").read_bytes()
     started = time.monotonic()
-    result = run_tool(nvshim_exe, ["create", "--bundle", str(bundle), "ctr"],
-                      tool_env(site, config_toml))
+    result = run_tool(
+        nvshim_exe, ["create", "--bundle", str(bundle), "ctr"], tool_env(site, config_toml)
+    )
     assert time.monotonic() - started < 20
     assert result.returncode == 1
     lines = result.stderr.splitlines()
@@ -605,8 +706,9 @@ def test_a_good_plugin_in_a_create_rewrites_config_json(
     """
     site = plugin_dist(tmp_path / "site", "nvshim-hello", source)
     bundle = bundle_with(tmp_path / "bundle", minimal_spec())
-    result = run_tool(nvshim_exe, ["create", "--bundle", str(bundle), "ctr"],
-                      tool_env(site, config_toml))
+    result = run_tool(
+        nvshim_exe, ["create", "--bundle", str(bundle), "ctr"], tool_env(site, config_toml)
+    )
     assert result.returncode == 0, result.stderr
     assert "HELLO=1" in json.loads((bundle / "config.json").read_text())["process"]["env"]
     assert len(fake_runtime.calls()) == 1
@@ -642,9 +744,7 @@ def tag_site(tmp_path: Path) -> Path:
     return plugin_dist(tmp_path / "site", "nvshim-tag", POLICY_PLUGIN, version="1.5")
 
 
-def test_ctl_plugins_json_lists_hooks_and_config_table(
-    nvshim_ctl: str, tag_site: Path
-) -> None:
+def test_ctl_plugins_json_lists_hooks_and_config_table(nvshim_ctl: str, tag_site: Path) -> None:
     result = run_tool(nvshim_ctl, ["plugins", "--json"], tool_env(tag_site, None))
     assert result.returncode == 0, result.stderr
     row = next(r for r in json.loads(result.stdout)["modifiers"] if r["name"] == "tag")
@@ -659,17 +759,24 @@ def test_ctl_modify_prints_a_diff_and_writes_nothing(
     bundle = bundle_with(tmp_path / "bundle", minimal_spec())
     before = (bundle / "config.json").read_bytes()
     config = tmp_path / "config.toml"
-    config.write_text('[nvidia-container-runtime]\nmode = "legacy"\n'
-                      '[nvshim.plugins.tag]\nvalue = "blue"\n')
-    result = run_tool(nvshim_ctl, ["modify", "--bundle", str(bundle), "--config", str(config)],
-                      tool_env(tag_site, None))
+    config.write_text(
+        '[nvidia-container-runtime]\nmode = "legacy"\n[nvshim.plugins.tag]\nvalue = "blue"\n'
+    )
+    result = run_tool(
+        nvshim_ctl,
+        ["modify", "--bundle", str(bundle), "--config", str(config)],
+        tool_env(tag_site, None),
+    )
     assert result.returncode == 0, result.stderr
     assert '+      "TAG=blue"' in result.stdout.splitlines()
     assert result.stdout.startswith("---")
     assert (bundle / "config.json").read_bytes() == before
 
-    as_json = run_tool(nvshim_ctl, ["modify", "--bundle", str(bundle), "--json",
-                                    "--config", str(config)], tool_env(tag_site, None))
+    as_json = run_tool(
+        nvshim_ctl,
+        ["modify", "--bundle", str(bundle), "--json", "--config", str(config)],
+        tool_env(tag_site, None),
+    )
     assert as_json.returncode == 0, as_json.stderr
     changes = json.loads(as_json.stdout)
     assert [(c["modifier"], c["kind"], c["key"], c["source"]) for c in changes] == [
@@ -684,24 +791,29 @@ def test_ctl_modify_exits_1_with_the_create_error(
 ) -> None:
     bundle = bundle_with(tmp_path / "bundle", minimal_spec())
     config = tmp_path / "config.toml"
-    config.write_text('[nvidia-container-runtime]\nmode = "legacy"\n'
-                      '[nvshim.plugins.tag]\nvalue = "forbidden"\n')
-    result = run_tool(nvshim_ctl, ["modify", "--bundle", str(bundle), "--config", str(config)],
-                      tool_env(tag_site, None))
-    assert result.returncode == 1
-    assert result.stderr == (
-        "nvshim: validator 'tag' (nvshim-tag 1.5): TAG may not be forbidden\n"
+    config.write_text(
+        '[nvidia-container-runtime]\nmode = "legacy"\n[nvshim.plugins.tag]\nvalue = "forbidden"\n'
     )
-    missing = run_tool(nvshim_ctl, ["modify", "--bundle", str(tmp_path / "none")],
-                       tool_env(None, None))
+    result = run_tool(
+        nvshim_ctl,
+        ["modify", "--bundle", str(bundle), "--config", str(config)],
+        tool_env(tag_site, None),
+    )
+    assert result.returncode == 1
+    assert result.stderr == ("nvshim: validator 'tag' (nvshim-tag 1.5): TAG may not be forbidden\n")
+    missing = run_tool(
+        nvshim_ctl, ["modify", "--bundle", str(tmp_path / "none")], tool_env(None, None)
+    )
     assert missing.returncode == 1
     assert missing.stderr.startswith("nvshim: cannot load the spec: cannot read ")
 
 
 def test_ctl_config_show_and_validate(nvshim_ctl: str, tag_site: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[nvidia-container-runtime]\nmode = "cdi"\nfuture-key = 1\n'
-                      "[nvshim]\nmodifier-timeout = 3\n[nvshim.plugins.tag]\nvalue = 'x'\n")
+    config.write_text(
+        '[nvidia-container-runtime]\nmode = "cdi"\nfuture-key = 1\n'
+        "[nvshim]\nmodifier-timeout = 3\n[nvshim.plugins.tag]\nvalue = 'x'\n"
+    )
     env = tool_env(tag_site, config)
     shown = run_tool(nvshim_ctl, ["config", "show", "--json"], env)
     assert shown.returncode == 0, shown.stderr
@@ -748,24 +860,41 @@ def test_example_plugin_installs_and_is_found_by_its_entry_point(
     source = REPO / "plugins" / "nvshim-host-mounts"
     site = tmp_path / "site"
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--no-compile", "--target", str(site), str(source)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     if pip.returncode != 0:
         pytest.skip(f"cannot build the example plugin here: {pip.stderr.strip()[-300:]}")
     data = tmp_path / "datasets"
     data.mkdir()
     config = tmp_path / "config.toml"
-    config.write_text(f'[nvidia-container-runtime]\nmode = "legacy"\n'
-                      f'[nvshim.plugins.host-mounts]\nallow = ["{data}"]\n')
+    config.write_text(
+        f'[nvidia-container-runtime]\nmode = "legacy"\n'
+        f'[nvshim.plugins.host-mounts]\nallow = ["{data}"]\n'
+    )
     env = tool_env(site, config)
     listed = run_tool(nvshim_ctl, ["plugins", "--json"], env)
     row = next(r for r in json.loads(listed.stdout)["modifiers"] if r["name"] == "host-mounts")
     assert (row["distribution"], row["status"]) == ("nvshim-host-mounts", "active")
     assert row["config_table"] == "nvshim.plugins.host-mounts"
-    bundle = bundle_with(tmp_path / "bundle", minimal_spec(
-        annotations={"nvshim.io/host-mounts": f"{data}:/data"}))
+    bundle = bundle_with(
+        tmp_path / "bundle", minimal_spec(annotations={"nvshim.io/host-mounts": f"{data}:/data"})
+    )
     result = run_tool(nvshim_ctl, ["modify", "--bundle", str(bundle), "--json"], env)
     assert result.returncode == 0, result.stderr
     assert [(c["modifier"], c["key"]) for c in json.loads(result.stdout)] == [

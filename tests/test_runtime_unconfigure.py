@@ -361,3 +361,16 @@ def test_migration_on_containerd_keeps_nvidias_runtime_options(tmp_path: Path, s
     cri = toml(target)["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]
     assert cri["runtimes"]["nvidia"]["options"] == {
         "BinaryName": "/usr/bin/nvidia-container-runtime", "SystemdCgroup": True}
+
+
+def test_unconfiguring_another_name_keeps_the_record(tmp_path: Path, shim: str) -> None:
+    target = tmp_path / "containers.conf"
+    options = ["--engine", "podman", "--config", str(target)]
+    assert ctl("configure", *options, "--path", shim, "--set-as-default") == 0
+    record = Path(runtime_cmd.record_path_for(str(target)))
+    assert ctl("unconfigure", *options, "--name", "other") == 0
+    assert record.exists()
+    assert toml(target)["engine"]["runtime"] == "nvshim"
+    assert ctl("unconfigure", *options) == 0
+    assert not target.exists()
+    assert not record.exists()

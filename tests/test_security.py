@@ -115,6 +115,9 @@ def _recording_ldconfig(folder: Path) -> tuple[Path, Path]:
     return script, record
 
 
+@pytest.mark.skipif(
+    not IS_ROOT, reason="update-ldcache isolates ldconfig in a mount namespace: needs root"
+)
 def test_ldconfig_child_gets_an_empty_env_even_from_a_hook_with_the_containers(
     tmp_path: Path,
 ) -> None:
@@ -150,6 +153,9 @@ def test_ldconfig_child_gets_an_empty_env_even_from_a_hook_with_the_containers(
     assert names <= {"PWD", "SHLVL", "_", "OLDPWD"}, seen  # what sh itself may add
 
 
+@pytest.mark.skipif(
+    not IS_ROOT, reason="update-ldcache isolates ldconfig in a mount namespace: needs root"
+)
 def test_injected_hook_runs_with_its_own_env_only(tmp_path: Path) -> None:
     """Run the hook the way runc does (argv and env from the spec) and check ldconfig's env."""
     spec = _csv_spec_with_hooks(tmp_path / "host")
@@ -335,6 +341,9 @@ def test_new_log_files_are_0600_whatever_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+@pytest.mark.skipif(
+    not IS_ROOT, reason="update-ldcache isolates ldconfig in a mount namespace: needs root"
+)
 def test_ld_so_conf_d_entry_is_0644_whatever_the_umask(tmp_path: Path) -> None:
     bundle, rootfs = _rootfs_bundle(tmp_path)
     ldconfig, _record = _recording_ldconfig(tmp_path / "host")
@@ -363,3 +372,14 @@ def test_ld_so_conf_d_entry_is_0644_whatever_the_umask(tmp_path: Path) -> None:
     assert len(entries) == 1
     assert stat.S_IMODE(entries[0].stat().st_mode) == 0o644
     assert entries[0].read_text().splitlines()[-1] == "/usr/lib"
+
+
+def test_cdi_spec_file_over_8_mib_is_refused_naming_it(tmp_path: Path) -> None:
+    """Spec files are read on every create: a huge one is not read whole."""
+    cdi_spec = pytest.importorskip("nvshim_cdi._spec")
+    path = _cdi_spec(tmp_path / "nvidia.json", {"env": ["A=1"]})
+    with open(path, "a") as handle:
+        handle.write(" " * cdi_spec.MAX_SPEC_FILE_BYTES)  # still valid JSON
+    with pytest.raises(cdi_spec.CdiSpecError) as info:
+        cdi_spec.read_spec_file(str(path))
+    assert str(info.value) == f"{path}: larger than 8 MiB, not read"

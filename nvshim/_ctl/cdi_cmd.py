@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add_parser(commands)
 
+    from nvshim._ctl import inventory_cmd
+
+    inventory_cmd.register(commands)
+
 
 def _spec_dirs(config_path: str | None) -> tuple[str, ...] | None:
     from nvshim.config import ConfigError, load_config

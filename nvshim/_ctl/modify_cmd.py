@@ -57,6 +57,9 @@ def run(namespace: argparse.Namespace) -> int:
         json.dump([change.to_json() for change in result.changes], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
+    # Which mode the container gets and why: on stderr, so that stdout stays
+    # a diff that patch and git apply take.
+    sys.stderr.write(f"nvshim-ctl: mode {result.mode}: {result.mode_reason or 'configured'}\n")
     # The header names who changed something, not every modifier that ran.
     changed = list(dict.fromkeys(c.modifier for c in result.changes if c.modifier))
     diff = difflib.unified_diff(

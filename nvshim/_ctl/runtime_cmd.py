@@ -330,8 +330,9 @@ def run_unconfigure(args: argparse.Namespace) -> int:
                 print(f"{edit.shown}: runtime '{name}' taken out; file {what}")
                 if backup:
                     print(f"previous file kept as {backup}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(record_path_for(main_target))
+        if record.get("name") in (None, name):  # another name's record stays
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(record_path_for(main_target))
     except _Failure as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 1

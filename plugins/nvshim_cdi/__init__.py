@@ -16,6 +16,7 @@ mode.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nvshim.hookspecs import hookimpl
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
     from nvshim_cdi._spec import CdiSpec, CdiSpecError, read_spec_file
 
 __all__ = [
+    "AUTOMATIC_PREFIX",
     "NAME",
     "CdiSpec",
     "CdiSpecError",
     "Registry",
     "ResolveError",
+    "inject",
     "modify",
     "nvshim_modifiers",
     "read_spec_file",
@@ -59,17 +62,57 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 #: The modifier's name (``[nvshim] disabled-modifiers``, ``nvshim-ctl plugins``).
 NAME = "cdi"
+#: Devices of this kind are generated just in time by the ``jit-cdi`` modifier,
+#: in every mode, as NVIDIA's runtime does; this modifier leaves them alone.
+AUTOMATIC_PREFIX = "runtime.nvidia.com/gpu="
+
+
+def inject(spec: Spec, data: Mapping[str, Any], names: Sequence[str], source: str) -> None:
+    """Apply a CDI spec given as its JSON object: its own edits, then each named device's.
+
+    The same edit code as for spec files (CDI's rules, attribution, conflict
+    checks), for modifiers that build a CDI spec in memory (``jit-cdi``).
+
+    :param data: the spec, as a CDI spec file's JSON object.
+    :param names: the device names (not qualified) to apply, in order.
+    :param source: what the spec is called in error messages.
+    :raises ModifierError: when the spec is not valid CDI, names a device it
+        does not define, or an edit cannot be applied.
+    """
+    from nvshim_cdi._edits import apply_edits
+    from nvshim_cdi._spec import CdiSpecError, parse_spec
+
+    try:
+        parsed = parse_spec(data, source)
+    except CdiSpecError as exc:
+        raise ModifierError(str(exc)) from None
+    devices = {d.name: d for d in parsed.devices}
+    missing = [n for n in names if n not in devices]
+    if missing:
+        raise ModifierError(f"{source}: no device {', '.join(missing)}")
+    apply_edits(spec, parsed.edits, source)
+    for name in names:
+        apply_edits(spec, devices[name].edits, source)
 
 
 def modify(spec: Spec, context: ModifierContext) -> None:
-    """Inject the CDI devices that the container asks for (the core runs it in mode ``cdi``)."""
+    """Inject the CDI devices that the container asks for (modes ``cdi`` and ``jit-cdi``).
+
+    In mode ``jit-cdi`` it serves a request made only of fully qualified
+    names of other kinds than ``runtime.nvidia.com/gpu``, as NVIDIA's runtime
+    does; that kind is left to the ``jit-cdi`` modifier in both modes.
+    """
+    if context.mode == "jit-cdi" and not _only_named(spec, context):
+        return
     from nvshim_cdi._edits import apply_edits
     from nvshim_cdi._names import requested_devices
     from nvshim_cdi._registry import Registry, ResolveError
 
     names, source = requested_devices(spec, context)
+    names = [n for n in names if not n.startswith(AUTOMATIC_PREFIX)]
     if not names:
         context.logger.debug("cdi: the container asks for no device")
         return
@@ -96,6 +139,19 @@ def modify(spec: Spec, context: ModifierContext) -> None:
     spec.set_env("NVIDIA_VISIBLE_DEVICES", "void")
 
 
+def _only_named(spec: Spec, context: ModifierContext) -> bool:
+    """Whether the container named every device it asks for by a CDI name (jit-cdi mode)."""
+    from nvshim.requests import is_cdi_name
+    from nvshim_cdi._names import annotation_devices
+
+    cdi = context.config.nvidia_container_runtime.modes.cdi
+    names, _keys = annotation_devices(spec.annotations, cdi.annotation_prefixes)
+    if not names:
+        request = context.request(spec)
+        names = list(request.devices if request.gpu else ())
+    return bool(names) and all(is_cdi_name(n) and not n.startswith(AUTOMATIC_PREFIX) for n in names)
+
+
 @hookimpl
 def nvshim_modifiers() -> list[Modifier]:
     """The ``cdi`` modifier."""
@@ -104,7 +160,7 @@ def nvshim_modifiers() -> list[Modifier]:
             NAME,
             modify,
             order=50,
-            description="inject the devices of CDI specs (mode cdi)",
-            modes=("cdi",),
+            description="inject the devices of CDI specs (mode cdi; CDI names in jit-cdi)",
+            modes=("cdi", "jit-cdi"),
         )
     ]

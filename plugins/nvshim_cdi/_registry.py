@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Optional
 
 import attrs
 
-from nvshim_cdi._spec import SPEC_EXTENSIONS, CdiDevice, CdiSpec, CdiSpecError, read_spec_file
+from nvshim_cdi._spec import (
+    SPEC_EXTENSIONS,
+    CdiDevice,
+    CdiSpec,
+    CdiSpecError,
+    read_spec_file,
+    unsafe_owner,
+)
 
 if TYPE_CHECKING:
     from nvshim import Logger
@@ -62,6 +69,15 @@ def spec_files(folder: str) -> list[str]:
     return files
 
 
+def _unsafe_folder(folder: str) -> str:
+    """Why spec folder ``folder`` is not trusted (see :func:`unsafe_owner`), or ``""``."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return ""  # missing: no spec files, nothing to trust
+    return unsafe_owner(st)
+
+
 @attrs.define
 class Registry:
     """The devices defined by a set of spec folders.
@@ -93,6 +109,12 @@ class Registry:
         loaded: list[tuple[int, CdiSpec]] = []
         spec_cache = SpecCache.open(spec_dirs) if cache else None
         for priority, folder in enumerate(spec_dirs):
+            unsafe = _unsafe_folder(folder)
+            if unsafe:
+                registry.errors.append((folder, unsafe))
+                if logger is not None:
+                    logger.warning("skipping CDI spec folder %s: %s; not trusted", folder, unsafe)
+                continue
             for path in spec_files(folder):
                 try:
                     spec = read_spec_file(path, spec_cache)

@@ -39,6 +39,7 @@ __all__ = [
     "SPEC_EXTENSIONS",
     "SUPPORTED_VERSIONS",
     "CdiDevice",
+    "MAX_SPEC_FILE_BYTES",
     "CdiHook",
     "CdiMount",
     "CdiSpec",
@@ -47,6 +48,7 @@ __all__ = [
     "DeviceNode",
     "parse_spec",
     "read_spec_file",
+    "unsafe_owner",
 ]
 
 #: The cdiVersion values accepted, oldest first (CDI's earliest supported is 0.3.0).
@@ -65,6 +67,9 @@ SUPPORTED_VERSIONS: tuple[str, ...] = (
 SPEC_EXTENSIONS: tuple[str, ...] = (".json", ".yaml", ".yml")
 
 _UINT32_MAX = 2**32 - 1
+#: A spec file larger than this is refused unread (NVIDIA's generated specs
+#: for 8 GPUs are about 30 KB); they are read on every create.
+MAX_SPEC_FILE_BYTES = 8 << 20
 _INT64_MAX = 2**63 - 1
 _DEVICE_TYPES = ("b", "c", "u", "p")
 
@@ -543,6 +548,24 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise CdiSpecError(f"{source}: not valid YAML: {exc}") from None
 
 
+def unsafe_owner(st: os.stat_result) -> str:
+    """Why a spec file or folder with status ``st`` is not trusted, or ``""``.
+
+    When nvshim runs as root, a spec file injects host devices, mounts and
+    hooks that run as root: it must be owned by root and writable by nobody
+    else (the rule of nvshim's own caches).  As another user, the files of
+    that user are taken as they are.
+    """
+    if os.geteuid() != 0:
+        return ""
+    if st.st_uid != 0:
+        return f"owned by uid {st.st_uid}, not root"
+    if st.st_mode & 0o022:
+        who = "others" if st.st_mode & 0o002 else "its group"
+        return f"writable by {who} (mode {st.st_mode & 0o7777:o})"
+    return ""
+
+
 def read_spec_file(path: str, cache: Optional[SpecCache] = None) -> CdiSpec:
     """Read, parse and check the spec file at ``path`` (``.json``, ``.yaml`` or ``.yml``).
 
@@ -555,13 +578,20 @@ def read_spec_file(path: str, cache: Optional[SpecCache] = None) -> CdiSpec:
     try:
         with open(path, "rb") as handle:
             st = os.fstat(handle.fileno())
+            unsafe = unsafe_owner(st)
+            if unsafe:
+                raise CdiSpecError(f"{path}: {unsafe}; not trusted")
+            if st.st_size > MAX_SPEC_FILE_BYTES:
+                raise CdiSpecError(f"{path}: larger than {MAX_SPEC_FILE_BYTES >> 20} MiB, not read")
             if cache is not None:
                 cached = cache.get(path, st)
                 if cached is not None:
                     return parse_spec(cached, path)
-            raw = handle.read()
+            raw = handle.read(MAX_SPEC_FILE_BYTES + 1)
     except OSError as exc:
         raise CdiSpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_SPEC_FILE_BYTES:
+        raise CdiSpecError(f"{path}: larger than {MAX_SPEC_FILE_BYTES >> 20} MiB, not read")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -46,8 +46,6 @@ class HookNotFound(Exception):
     """No hook executable could be found; the message says where nvshim looked."""
 
 
-
-
 def _candidates() -> list[str]:
     import sys
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from nvshim.modifier import ModifierError
+from nvshim.spec import readonly_data
 from nvshim_csv_discovery.csvfiles import DEFAULT_FILES, find_csv_files, parse_csv_file
 from nvshim_csv_discovery.discovery import Discovery, discover
 from nvshim_csv_discovery.hooks import (
@@ -59,7 +60,7 @@ def discover_for(
 
 def _process_user(spec: Spec) -> tuple[int, int]:
     """``process.user``'s uid and gid (0 when unset or not a number)."""
-    process = spec.raw.get("process")
+    process = readonly_data(spec).get("process")  # only read: see Spec.raw
     user = process.get("user") if isinstance(process, dict) else None
     if not isinstance(user, dict):
         return 0, 0
@@ -85,8 +86,6 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     :raises ModifierError: a request that cannot be read, unmet or malformed
         requirements, or no hook executable.
     """
-    from nvshim.requirements import RequirementError
-
     request = context.request(spec)
     if not request.gpu:
         context.logger.debug("%s: not a GPU container; nothing to do", NAME)
@@ -95,8 +94,14 @@ def add_csv_devices(spec: Spec, context: ModifierContext) -> None:
     # modifier's refusal.  A malformed expression is a ValueError.
     try:
         request.check_requirements()
-    except RequirementError as exc:
-        raise ModifierError(str(exc)) from None
+    except Exception as exc:
+        # Imported here: nvshim.requirements (attrs classes, patterns) loads
+        # only when a container states requirements, not on every create.
+        from nvshim.requirements import RequirementError
+
+        if isinstance(exc, RequirementError):
+            raise ModifierError(str(exc)) from None
+        raise
 
     all_files = spec.get_env("NVIDIA_REQUIRE_JETPACK") == ALL_FILES_REQUEST
     found = discover_for(context.config, all_files, context)

@@ -6,6 +6,7 @@
  * (found with dladdr), written by the tests from a JSON inventory:
  *
  *   driver <version>
+ *   cuda <version as NVML gives it, e.g. 12040>       (optional; default 12040)
  *   gpu <index> <minor> <uuid> <pci bus id> <mig 0|1> <max mig count> <name...>
  *   mig <gpu index> <slot> <gpu instance> <compute instance> <uuid>
  *
@@ -52,6 +53,7 @@ static struct device gpus[MAX_GPUS];
 static struct device migs[MAX_GPUS * MAX_MIGS];
 static unsigned gpu_count, mig_count;
 static char driver_version[80];
+static int cuda_version = 12040;
 static int initialised;
 
 static int copy_out(char *dst, unsigned len, const char *src) {
@@ -78,6 +80,8 @@ static int load_inventory(void) {
         line[strcspn(line, "\n")] = 0;
         if (!strncmp(line, "driver ", 7)) {
             snprintf(driver_version, sizeof driver_version, "%s", line + 7);
+        } else if (!strncmp(line, "cuda ", 5)) {
+            cuda_version = atoi(line + 5);
         } else if (!strncmp(line, "gpu ", 4) && gpu_count < MAX_GPUS) {
             struct device *d = &gpus[gpu_count];
             int used = 0;
@@ -234,5 +238,33 @@ nvmlReturn_t nvmlDeviceGetComputeInstanceId(struct device *d, unsigned int *id) 
     if (!d->is_mig)
         return NVML_ERROR_NOT_SUPPORTED;
     *id = d->ci;
+    return NVML_SUCCESS;
+}
+
+/* For the jit-cdi host inventory (issue #14): the CUDA version the driver
+ * supports, each GPU's compute capability (8.0, an A100's) and brand. */
+nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *version) {
+    CHECK_INIT();
+    CHECK_ARG(version);
+    *version = cuda_version;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *version) {
+    return nvmlSystemGetCudaDriverVersion(version);
+}
+
+nvmlReturn_t nvmlDeviceGetCudaComputeCapability(struct device *d, int *major, int *minor) {
+    CHECK_INIT();
+    CHECK_ARG(d && major && minor);
+    *major = 8;
+    *minor = 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetBrand(struct device *d, int *type) {
+    CHECK_INIT();
+    CHECK_ARG(d && type);
+    *type = 2; /* NVML_BRAND_TESLA */
     return NVML_SUCCESS;
 }

@@ -142,5 +142,9 @@ def test_bundle_is_rewritten_only_when_allowed(
     result = run_modifiers(good, config=allow(data))
     assert result.written
     written = json.loads((good / "config.json").read_text())
-    assert {"destination": "/data", "source": str(data), "type": "bind",
-            "options": ["rbind", "nosuid", "nodev", "ro"]} in written["mounts"]
+    assert {
+        "destination": "/data",
+        "source": str(data),
+        "type": "bind",
+        "options": ["rbind", "nosuid", "nodev", "ro"],
+    } in written["mounts"]
