@@ -53,7 +53,6 @@ def nvshim_modifiers() -> list[Modifier]:
         Modifier(
             NAME,
             modify,
-            order=50,
             description="inject GPUs through CDI specs generated just in time (mode jit-cdi)",
             modes=("jit-cdi", "cdi"),
         )
