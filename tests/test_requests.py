@@ -696,10 +696,11 @@ def test_device_lists(value: str, expected: tuple[str, ...] | None) -> None:
 @pytest.mark.parametrize(
     ("value", "mode"),
     [
-        ("nvidia.com/gpu=0,1", "legacy"),
+        # auto never picks legacy (#14): jit-cdi unless every device is a CDI name.
+        ("nvidia.com/gpu=0,1", "jit-cdi"),
         ("nvidia.com/gpu=0,nvidia.com/gpu=1", "cdi"),
-        ("none", "legacy"),
-        (None, "legacy"),
+        ("none", "jit-cdi"),
+        (None, "jit-cdi"),
     ],
 )
 def test_auto_mode_picks_cdi_only_for_cdi_names(value: str | None, mode: str) -> None:

@@ -53,5 +53,7 @@ def nvshim_modifiers() -> list[Modifier]:
             modify,
             order=50,
             description="inject GPUs through CDI specs generated just in time (mode jit-cdi)",
+            # cdi too: runtime.nvidia.com/gpu devices are generated in that mode as well.
+            modes=("jit-cdi", "cdi"),
         )
     ]
