@@ -295,10 +295,7 @@ def test_the_built_ins_declare_their_modes() -> None:
     modes = {m.name: m.modifier.modes for m in pm.collect_modifiers().active}
     assert modes["legacy-hook"] == ("legacy",)
     assert modes["csv-discovery"] == ("csv",)
-    # cdi serves CDI names of other kinds in jit-cdi mode; jit-cdi serves
-    # runtime.nvidia.com/gpu names in cdi mode (#14).
     assert modes["cdi"] == ("cdi", "jit-cdi")
     assert modes["jit-cdi"] == ("jit-cdi", "cdi")
-    assert "jit-cdi" in modes["docker-gpus-detector"]
     assert "legacy" not in modes["docker-gpus-detector"]
     assert {"csv", "cdi"} <= set(modes["docker-gpus-detector"])

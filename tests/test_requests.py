@@ -696,7 +696,7 @@ def test_device_lists(value: str, expected: tuple[str, ...] | None) -> None:
 @pytest.mark.parametrize(
     ("value", "mode"),
     [
-        # auto never picks legacy (#14): jit-cdi unless every device is a CDI name.
+        # Not every name is a CDI name: served just in time (NVIDIA v1.18+).
         ("nvidia.com/gpu=0,1", "jit-cdi"),
         ("nvidia.com/gpu=0,nvidia.com/gpu=1", "cdi"),
         ("none", "jit-cdi"),

@@ -25,11 +25,11 @@ from typing import Any
 import attack_support
 import pytest
 import tomlkit
-from nvshim.lookup import find_executable, search_path
 from reliability_support import Shim, check_one_line
 from script_support import installed_script, script
 
 from nvshim import _hookcmd
+from nvshim.lookup import find_executable, search_path
 from nvshim.records import Mount, check_container_path
 from nvshim.spec import ENGINE_MOUNT_TYPES, Spec
 

@@ -32,8 +32,6 @@ NAME = "jit-cdi"
 
 def modify(spec: Spec, context: ModifierContext) -> None:
     """Inject the GPUs the container asks for, generated from the host inventory."""
-    if context.mode not in ("jit-cdi", "cdi"):
-        return
     from nvshim_jit_cdi._inject import inject_request
     from nvshim_jit_cdi._request import read_jit_request
 
@@ -53,7 +51,6 @@ def nvshim_modifiers() -> list[Modifier]:
             modify,
             order=50,
             description="inject GPUs through CDI specs generated just in time (mode jit-cdi)",
-            # cdi too: runtime.nvidia.com/gpu devices are generated in that mode as well.
             modes=("jit-cdi", "cdi"),
         )
     ]
