@@ -17,12 +17,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import tomlkit
-import tomlkit.exceptions
 
-from nvshim.config import Config
+from nvshim.config import Config, toml_name
 
-__all__ = ["ConfigEditError", "KeyInfo", "get_value", "key_info", "parse_assignment", "set_values"]
+# tomlkit is imported where a value or file is parsed: ``config show`` and
+# ``config get`` use this module too, and need none of it.
+
+__all__ = [
+    "ConfigEditError",
+    "KeyInfo",
+    "get_value",
+    "key_info",
+    "parse_assignment",
+    "plain",
+    "set_values",
+]
 
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
@@ -44,10 +53,6 @@ class KeyInfo:
     default: Any = None
 
 
-def _toml_name(name: str) -> str:
-    return name.replace("_", "-")
-
-
 def _kind(field_type: Any) -> str | None:
     if field_type is bool:
         return "bool"
@@ -64,15 +69,23 @@ def _kind(field_type: Any) -> str | None:
     return None
 
 
-def _plain_default(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """*value* (a :class:`~nvshim.config.Config` or a part of one) as plain JSON data.
+
+    attrs classes become objects keyed by the file's names (``log-level``),
+    tuples become lists; the loader's bookkeeping (``source``,
+    ``ignored_keys``) is left out.
+    """
     if attrs.has(type(value)):
         return {
-            _toml_name(f.name): _plain_default(getattr(value, f.name))
-            for f in attrs.fields(type(value))
-            if f.name not in ("source", "ignored_keys")
+            toml_name(field.name): plain(getattr(value, field.name))
+            for field in attrs.fields(type(value))
+            if field.name not in ("source", "ignored_keys")
         }
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -84,7 +97,7 @@ def key_info(key: str) -> KeyInfo:
     cls: Any = Config
     default: Any = Config()
     for i, part in enumerate(parts):
-        fields = {_toml_name(f.name): f for f in attrs.fields(cls) if f.name not in (
+        fields = {toml_name(f.name): f for f in attrs.fields(cls) if f.name not in (
             "source", "ignored_keys")}
         field = fields.get(part)
         if field is None:
@@ -93,7 +106,7 @@ def key_info(key: str) -> KeyInfo:
         kind = _kind(field.type)
         last = i == len(parts) - 1
         if last:
-            return KeyInfo(kind, _plain_default(default))
+            return KeyInfo(kind, plain(default))
         if kind != "table":
             raise ConfigEditError(f"invalid key {key!r}: {'.'.join(parts[: i + 1])} is a {kind}")
         if not (isinstance(field.type, type) and attrs.has(field.type)):
@@ -103,6 +116,9 @@ def key_info(key: str) -> KeyInfo:
 
 
 def _parse_toml_value(text: str) -> Any:
+    import tomlkit
+    import tomlkit.exceptions
+
     try:
         return tomlkit.parse(f"v = {text}")["v"]
     except tomlkit.exceptions.ParseError:
@@ -164,6 +180,9 @@ def set_values(text: str, assignments: Sequence[str]) -> str:
     already holds the value is not rewritten. Raises :class:`ConfigEditError`
     for a bad key or value and for text that is not TOML.
     """
+    import tomlkit
+    import tomlkit.exceptions
+
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:

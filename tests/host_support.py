@@ -28,7 +28,6 @@ from typing import Any
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-SHARED = TESTS.parent.parent / "shared"  # the JSON schemas only (tests/data/README.md)
 LOOKUP = TESTS / "data" / "reference-data" / "nvidia-lookup"
 FAKENVML_SOURCE = TESTS / "fakenvml" / "fakenvml.c"
 DGXA100 = TESTS / "fakenvml" / "dgxa100.json"
@@ -87,33 +86,6 @@ def copy_reference_root(name: str, dest: Path) -> Path:
                 path.unlink()
                 path.symlink_to(text)
     return dest
-
-
-def cdi_schema_errors(spec: dict[str, Any]) -> list[str]:
-    """CDI's JSON schema's complaints about ``spec`` (empty when it validates)."""
-    jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
-    folder = SHARED / "cdi-spec"
-    if not folder.is_dir():
-        pytest.skip(
-            f"{folder} is absent: the JSON schemas live in a shared/ folder beside the "
-            "checkout (tests/data/README.md says where to get them)"
-        )
-    resources = [
-        (
-            name,
-            referencing.Resource.from_contents(
-                json.loads((folder / name).read_text()),
-                default_specification=referencing.jsonschema.DRAFT7,
-            ),
-        )
-        for name in ("schema.json", "defs.json")
-    ]
-    registry = referencing.Registry().with_resources(resources)
-    validator = jsonschema.Draft7Validator({"$ref": "schema.json"}, registry=registry)
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(spec)
-    ]
 
 
 def compiler() -> str:

@@ -14,20 +14,53 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from support import write_plugin_distribution
 
+from nvshim import Modifier, Spec, hookimpl
+
+if TYPE_CHECKING:
+    from nvshim.testing import PluginRegistrar
+
 __all__ = [
+    "Modify",
+    "Plugin",
     "bundle_with",
+    "chain",
     "on_sys_path",
     "plugin_dist",
     "run_tool",
     "tool_env",
 ]
+
+
+#: A modify function as tests write them (the context is not looked at).
+Modify = Callable[[Spec, Any], object]
+
+
+class Plugin:
+    """An in-process plugin providing the given modifiers."""
+
+    def __init__(self, *modifiers: Modifier) -> None:
+        self.modifiers = modifiers
+
+    @hookimpl
+    def nvshim_modifiers(self) -> list[Modifier]:
+        return list(self.modifiers)
+
+
+def chain(register_plugin: PluginRegistrar, *steps: tuple[str, Modify], **kw: Any) -> None:
+    """Register one plugin per step, ordered as given (order 10, 20 ...).
+
+    ``kw`` maps a step's name to more :class:`~nvshim.Modifier` arguments.
+    """
+    for i, (name, modify) in enumerate(steps):
+        modifier = Modifier(name, cast(Any, modify), order=10 * (i + 1), **kw.get(name, {}))
+        register_plugin(Plugin(modifier), name=f"plugin-{name}")
 
 
 def plugin_dist(

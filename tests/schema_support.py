@@ -1,4 +1,4 @@
-"""Validating specs against the official OCI JSON schema in ../shared."""
+"""Validating specs against the official OCI and CDI JSON schemas in ../shared."""
 
 from __future__ import annotations
 
@@ -33,4 +33,31 @@ def schema_errors(spec: dict[str, Any]) -> list[str]:
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
         for e in oci_validator().iter_errors(spec)
+    ]
+
+
+def cdi_validator() -> Any:
+    """A Draft 7 validator for CDI's spec schema (schema.json with its defs.json)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    referencing = pytest.importorskip("referencing")
+    folder: Path = shared_path("cdi-spec")
+    resources = [
+        (
+            name,
+            referencing.Resource.from_contents(
+                json.loads((folder / name).read_text()),
+                default_specification=referencing.jsonschema.DRAFT7,
+            ),
+        )
+        for name in ("schema.json", "defs.json")
+    ]
+    registry = referencing.Registry().with_resources(resources)
+    return jsonschema.Draft7Validator({"$ref": "schema.json"}, registry=registry)
+
+
+def cdi_schema_errors(spec: dict[str, Any]) -> list[str]:
+    """CDI's JSON schema's complaints about ``spec`` (empty when it validates)."""
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in cdi_validator().iter_errors(spec)
     ]

@@ -14,6 +14,7 @@ from nvshim_cdi import CdiSpecError, Registry, ResolveError, read_spec_file
 from nvshim_cdi._edits import host_device_info
 from nvshim_cdi._names import annotation_devices
 from nvshim_cdi._spec import parse_spec
+from schema_support import cdi_validator
 from support import shared_path
 
 from nvshim import Logger
@@ -136,21 +137,8 @@ def test_cdi_testdata_bad_specs_are_refused() -> None:
 
 def test_good_specs_satisfy_cdi_schema() -> None:
     """Specs this module accepts are also accepted by CDI's own JSON schema."""
-    jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
     folder = shared_path("cdi-spec")
-    resources = [
-        (
-            name,
-            referencing.Resource.from_contents(
-                json.loads((folder / name).read_text()),
-                default_specification=referencing.jsonschema.DRAFT7,
-            ),
-        )
-        for name in ("schema.json", "defs.json")
-    ]
-    registry = referencing.Registry().with_resources(resources)
-    validator = jsonschema.Draft7Validator({"$ref": "schema.json"}, registry=registry)
+    validator = cdi_validator()
     written = cdi_spec(
         version="1.1.0",
         devices=[FAKE_DEVICE],

@@ -19,6 +19,7 @@ import pytest
 import yaml
 from host_support import device, hook_args, names, node_paths
 from nvshim_cdi._spec import read_spec_file
+from schema_support import cdi_schema_errors
 
 from nvshim.host.cdi import HOOK_ENV, MOUNT_OPTIONS, minimum_version
 
@@ -55,7 +56,7 @@ def check_valid(ctl: str, gen: Generated, tmp_path: Path) -> dict[str, Any]:
     """The spec passes CDI's schema, nvshim's reader and ``cdi validate``; returns it."""
     assert gen.rc == 0, gen.stderr
     spec = gen.spec
-    assert host_support.cdi_schema_errors(spec) == []
+    assert cdi_schema_errors(spec) == []
     assert spec["cdiVersion"] == minimum_version(spec)
     path = tmp_path / f"check-{len(list(tmp_path.glob('check-*')))}.json"
     path.write_text(json.dumps(spec))

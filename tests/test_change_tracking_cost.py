@@ -9,19 +9,17 @@ exact: see also test_plugin_platform.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from plugin_support import Modify, chain
 
-from nvshim import Modifier, Mount, Spec, hookimpl
+from nvshim import Mount, Spec
 
 if TYPE_CHECKING:
     from nvshim.testing import PluginRegistrar, RunModifiers, SpecFactory
 
 pytest_plugins = ["nvshim.testing"]
-
-Modify = Callable[[Spec, Any], object]
 
 
 class CountingSpec(Spec):
@@ -36,21 +34,6 @@ class CountingSpec(Spec):
     def to_dict(self) -> dict[str, Any]:
         self.copies += 1
         return super().to_dict()
-
-
-class Plugin:
-    def __init__(self, *modifiers: Modifier) -> None:
-        self.modifiers = modifiers
-
-    @hookimpl
-    def nvshim_modifiers(self) -> list[Modifier]:
-        return list(self.modifiers)
-
-
-def _chain(register_plugin: PluginRegistrar, *steps: tuple[str, Modify]) -> None:
-    for i, (name, modify) in enumerate(steps):
-        modifier = Modifier(name, cast(Any, modify), order=10 * (i + 1))
-        register_plugin(Plugin(modifier), name=f"plugin-{name}")
 
 
 def _spec(oci_spec: SpecFactory) -> CountingSpec:
@@ -80,7 +63,7 @@ def _found(result: Any) -> set[tuple[str, str, str, str | None]]:
 def test_api_only_modifiers_take_no_snapshot(
     register_plugin: PluginRegistrar, oci_spec: SpecFactory, run_modifiers: RunModifiers
 ) -> None:
-    _chain(register_plugin, ("a", _api(1)), ("b", _api(2)), ("c", _api(3)))
+    chain(register_plugin, ("a", _api(1)), ("b", _api(2)), ("c", _api(3)))
     spec = _spec(oci_spec)
     result = run_modifiers(spec, mode="legacy")
     assert spec.copies == 0
@@ -96,7 +79,7 @@ def test_raw_edit_after_api_modifiers_is_attributed(
         spec.raw["process"]["args"] = ["nvidia-smi"]
         spec.set_env("AFTER", "1")
 
-    _chain(register_plugin, ("a", _api(1)), ("raw", mixed), ("c", _api(3)))
+    chain(register_plugin, ("a", _api(1)), ("raw", mixed), ("c", _api(3)))
     spec = _spec(oci_spec)
     result = run_modifiers(spec, mode="legacy")
     found = _found(result)
@@ -122,7 +105,7 @@ def test_reference_kept_from_an_earlier_modifier_is_still_seen(
     def sneaky(_spec: Spec, _context: Any) -> None:
         kept[0].setdefault("annotations", {})["late"] = "1"
 
-    _chain(register_plugin, ("keep", keep), ("sneaky", sneaky))
+    chain(register_plugin, ("keep", keep), ("sneaky", sneaky))
     result = run_modifiers(_spec(oci_spec), mode="legacy")
     assert ("annotation", "late", "raw", "sneaky") in _found(result)
 
@@ -140,7 +123,7 @@ def test_value_given_to_set_linux_is_copied(
     def later(_spec: Spec, _context: Any) -> None:
         held[0]["eth1"] = {"name": "gpu1"}  # the caller's object, not the spec
 
-    _chain(register_plugin, ("owner", owner), ("later", later))
+    chain(register_plugin, ("owner", owner), ("later", later))
     result = run_modifiers(_spec(oci_spec), mode="legacy")
     assert result.spec.raw["linux"]["netDevices"] == {"eth0": {"name": "gpu0"}}
     assert {c.modifier for c in result.changes} == {"owner"}
@@ -151,7 +134,7 @@ def test_conflicting_raw_edits_are_still_detected(
 ) -> None:
     from nvshim import NvshimError
 
-    _chain(register_plugin, ("a", _raw_set("k", "1")), ("b", _api(2)), ("c", _raw_set("k", "2")))
+    chain(register_plugin, ("a", _raw_set("k", "1")), ("b", _api(2)), ("c", _raw_set("k", "2")))
     with pytest.raises(NvshimError, match=r"modifier 'c'.*annotation 'k'"):
         run_modifiers(_spec(oci_spec), mode="legacy")
 
@@ -165,7 +148,7 @@ def test_large_spec_chain_of_api_modifiers_stays_cheap(
         {"destination": f"/data/m{i:04d}", "source": f"/srv/m{i:04d}", "type": "bind"}
         for i in range(2000)
     ]
-    _chain(register_plugin, *((f"m{i:02d}", _api(i)) for i in range(20)))
+    chain(register_plugin, *((f"m{i:02d}", _api(i)) for i in range(20)))
     spec = CountingSpec(base)
     started = time.perf_counter()
     result = run_modifiers(spec, mode="legacy")

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import host_support
 import pytest
 import runc_support
+from schema_support import cdi_schema_errors
 
 from nvshim.inventory import HostInventory
 
@@ -162,7 +163,7 @@ def test_inventory_from_the_fake_nvml(
     assert {g.compute_capability for g in inv.gpus} == {"8.0"}
     assert {g.brand for g in inv.gpus} == {"tesla"}
     assert inv.capabilities[f"{host_support.LIB_DIR}/libcuda.so.550.54.15"] == ("compute",)
-    assert host_support.cdi_schema_errors(inv.spec) == []
+    assert cdi_schema_errors(inv.spec) == []
     assert _inventory(nvshim_ctl, sim.root)["cached"]
 
 

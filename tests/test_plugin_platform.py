@@ -7,15 +7,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plugin_support import bundle_with, plugin_dist, run_tool, tool_env
+from plugin_support import Modify, bundle_with, chain, plugin_dist, run_tool, tool_env
 from schema_support import schema_errors
 from support import FakeRuntime, minimal_spec, shared_path
 
@@ -42,25 +41,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["nvshim.testing"]
 
 REPO = Path(__file__).resolve().parent.parent
-Modify = Callable[[Spec, Any], object]
-
-
-class Plugin:
-    """An in-process plugin providing the given modifiers."""
-
-    def __init__(self, *modifiers: Modifier) -> None:
-        self.modifiers = modifiers
-
-    @hookimpl
-    def nvshim_modifiers(self) -> list[Modifier]:
-        return list(self.modifiers)
-
-
-def chain(register_plugin: PluginRegistrar, *steps: tuple[str, Modify], **kw: Any) -> None:
-    """Register one plugin per step, ordered as given (order 10, 20 ...)."""
-    for i, (name, modify) in enumerate(steps):
-        modifier = Modifier(name, cast(Any, modify), order=10 * (i + 1), **kw.get(name, {}))
-        register_plugin(Plugin(modifier), name=f"plugin-{name}")
 
 
 # -- conflicts -----------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import stat
@@ -11,6 +10,7 @@ from typing import Any
 
 import pytest
 import tomlkit
+from support.runtime import fake_nvshim, runtime_ctl
 
 from nvshim import _engines
 from nvshim._ctl import runtime_cmd
@@ -21,20 +21,12 @@ SHIM = "/opt/nvshim/bin/nvshim"
 @pytest.fixture
 def shim(tmp_path: Path) -> str:
     """An executable file standing in for the installed nvshim."""
-    path = tmp_path / "bin" / "nvshim"
-    path.parent.mkdir()
-    path.write_text("#!/bin/sh\nexit 0\n")
-    path.chmod(0o755)
-    return str(path)
+    return fake_nvshim(tmp_path / "bin")
 
 
 def configure(*argv: str) -> int:
-    """Parse argv as `nvshim-ctl ...` would and run the command."""
-    parser = argparse.ArgumentParser(prog="nvshim-ctl")
-    runtime_cmd.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["runtime", "configure", *argv])
-    result: int = args.func(args)
-    return result
+    """Run `nvshim-ctl runtime configure ARGV...`; its exit status."""
+    return runtime_ctl("configure", *argv)
 
 
 def toml(path: Path) -> Any:

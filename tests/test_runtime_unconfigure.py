@@ -6,7 +6,6 @@ option) and unconfigure, and must come back byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import tomlkit
+from support.runtime import fake_nvshim, runtime_ctl
 
 from nvshim._ctl import runtime_cmd
 
@@ -87,20 +87,10 @@ PODMAN_CONF = """\
 @pytest.fixture
 def shim(tmp_path: Path) -> str:
     """An executable file standing in for the installed nvshim."""
-    path = tmp_path / "bin" / "nvshim"
-    path.parent.mkdir()
-    path.write_text("#!/bin/sh\nexit 0\n")
-    path.chmod(0o755)
-    return str(path)
+    return fake_nvshim(tmp_path / "bin")
 
 
-def ctl(*argv: str) -> int:
-    """Parse argv as `nvshim-ctl runtime ...` would and run the command."""
-    parser = argparse.ArgumentParser(prog="nvshim-ctl")
-    runtime_cmd.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["runtime", *argv])
-    result: int = args.func(args)
-    return result
+ctl = runtime_ctl
 
 
 def toml(path: Path) -> Any:

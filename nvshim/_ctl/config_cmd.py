@@ -67,24 +67,9 @@ def _config_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def effective(config: Any) -> dict[str, Any]:
     """The configuration as a JSON object with the file's key names, defaults included."""
-    import attrs
+    from nvshim._configedit import plain
 
-    from nvshim.config import toml_name
-
-    def convert(value: Any) -> Any:
-        if attrs.has(type(value)):
-            return {
-                toml_name(field.name): convert(getattr(value, field.name))
-                for field in attrs.fields(type(value))
-                if field.name not in ("source", "ignored_keys")
-            }
-        if isinstance(value, (tuple, list)):
-            return [convert(v) for v in value]
-        if isinstance(value, dict):
-            return {k: convert(v) for k, v in value.items()}
-        return value
-
-    data: dict[str, Any] = convert(config)
+    data: dict[str, Any] = plain(config)
     return data
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import stat
 import sys
 import sysconfig
+from collections.abc import Callable
 from typing import Any
 
 from nvshim import _engine_setup
@@ -44,6 +46,24 @@ _DEFAULT_DROP_IN = "\0default"
 
 class _Failure(Exception):
     """One line for the user; the command exits 1."""
+
+
+def _reports_failures(
+    run: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """*run*, with a refusal or a file error reported in one line (exit status 1)."""
+
+    @functools.wraps(run)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except _Failure as exc:
+            print(f"{_PROG}: {exc}", file=sys.stderr)
+        except OSError as exc:
+            print(f"{_PROG}: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+    return guarded
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -227,118 +247,106 @@ class _Edit:
         return backup
 
 
+@_reports_failures
 def run_configure(args: argparse.Namespace) -> int:
     """Carry out ``nvshim-ctl runtime configure``; returns the exit status."""
     engine: str = args.engine
+    name = _check_name(args.name)
+    path = _runtime_path(args.path)
+    config, drop_in = _targets(args)
+    main = _Edit(config)
+    edits = [main]
     try:
-        name = _check_name(args.name)
-        path = _runtime_path(args.path)
-        config, drop_in = _targets(args)
-        main = _Edit(config)
-        edits = [main]
-        try:
-            if drop_in is not None:  # containerd: the runtime goes in a file of its own
-                extra = _Edit(drop_in)
-                edits.append(extra)
-                main.new, extra.new = _engine_setup.containerd_drop_in(
-                    main.old or "", extra.old or "", drop_in, name, path,
-                    args.set_as_default, args.cdi_enabled,
-                )
-            else:
-                main.new = configure(engine, main.old or "", name, path, args.set_as_default)
-                if args.cdi_enabled:
-                    if engine in _engine_setup.CDI_ENGINES:
-                        main.new = _engine_setup.enable_cdi(engine, main.new)
-                    else:
-                        print(
-                            f"{_PROG}: note: {engine} always reads CDI specs; "
-                            "--cdi.enabled changes nothing",
-                            file=sys.stderr,
-                        )
-        except EngineConfigError as exc:
-            raise _Failure(f"{config}: {exc}; the file was left as it was") from None
-        if args.dry_run:
-            for edit in edits:
-                if len(edits) > 1:
-                    print(f"# {edit.shown}", flush=True)
-                sys.stdout.write(edit.new or "")
-                sys.stdout.flush()
-                what = "not written (--dry-run)" if edit.changed else "unchanged"
-                print(f"{_PROG}: {edit.shown}: {what}", file=sys.stderr)
-            return 0
-        if not any(edit.changed for edit in edits):
-            print(f"{config}: runtime '{name}' is already registered ({path}); nothing changed")
-            return 0
-        record = _load_record(main.target)
+        if drop_in is not None:  # containerd: the runtime goes in a file of its own
+            extra = _Edit(drop_in)
+            edits.append(extra)
+            main.new, extra.new = _engine_setup.containerd_drop_in(
+                main.old or "", extra.old or "", drop_in, name, path,
+                args.set_as_default, args.cdi_enabled,
+            )
+        else:
+            main.new = configure(engine, main.old or "", name, path, args.set_as_default)
+            if args.cdi_enabled:
+                if engine in _engine_setup.CDI_ENGINES:
+                    main.new = _engine_setup.enable_cdi(engine, main.new)
+                else:
+                    print(
+                        f"{_PROG}: note: {engine} always reads CDI specs; "
+                        "--cdi.enabled changes nothing",
+                        file=sys.stderr,
+                    )
+    except EngineConfigError as exc:
+        raise _Failure(f"{config}: {exc}; the file was left as it was") from None
+    if args.dry_run:
         for edit in edits:
-            if not edit.changed:
-                continue
-            _note_changes(record, engine, name, edit)
-            backup = edit.commit()
-            print(f"{edit.shown}: registered runtime '{name}' ({path})")
-            if backup:
-                print(f"previous file kept as {backup}")
-        _save_record(main.target, record)
-    except _Failure as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{_PROG}: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+            if len(edits) > 1:
+                print(f"# {edit.shown}", flush=True)
+            sys.stdout.write(edit.new or "")
+            sys.stdout.flush()
+            what = "not written (--dry-run)" if edit.changed else "unchanged"
+            print(f"{_PROG}: {edit.shown}: {what}", file=sys.stderr)
+        return 0
+    if not any(edit.changed for edit in edits):
+        print(f"{config}: runtime '{name}' is already registered ({path}); nothing changed")
+        return 0
+    record = _load_record(main.target)
+    for edit in edits:
+        if not edit.changed:
+            continue
+        _note_changes(record, engine, name, edit)
+        backup = edit.commit()
+        print(f"{edit.shown}: registered runtime '{name}' ({path})")
+        if backup:
+            print(f"previous file kept as {backup}")
+    _save_record(main.target, record)
 
     for line in _next_steps(engine, name, config, args.set_as_default):
         print(line)
     return 0
 
 
+@_reports_failures
 def run_unconfigure(args: argparse.Namespace) -> int:
     """Carry out ``nvshim-ctl runtime unconfigure``; returns the exit status."""
     engine: str = args.engine
-    try:
-        name = _check_name(args.name)
-        config, drop_in = _targets(args)
-        main_target = os.path.realpath(config)
-        record = _load_record(main_target)
-        files: dict[str, Any] = record.get("files", {}) if record.get("name") == name else {}
-        shown = [config, *([drop_in] if drop_in else [])]
-        shown += [f for f in files if f not in {os.path.realpath(s) for s in shown}]
-        edits = [_Edit(s) for s in shown]
-        for edit in edits:
-            if edit.old is None:
-                continue
-            entry = files.get(edit.target)
-            changes = entry["changes"] if entry else None
-            try:
-                text, notes = _engine_setup.unconfigure(engine, edit.old, name, changes)
-            except EngineConfigError as exc:
-                raise _Failure(f"{edit.shown}: {exc}; the file was left as it was") from None
-            for note in notes:
-                print(f"{_PROG}: {edit.shown}: {note}", file=sys.stderr)
-            edit.new = None if (entry and entry.get("created") and not text.strip()) else text
-        if args.dry_run:
-            for edit in edits:
-                if edit.changed:
-                    print(f"# {edit.shown}" + (": removed" if edit.new is None else ""))
-                    sys.stdout.write(edit.new or "")
-            return 0
-        if not any(edit.changed for edit in edits):
-            print(f"{config}: runtime '{name}' is not registered; nothing changed")
+    name = _check_name(args.name)
+    config, drop_in = _targets(args)
+    main_target = os.path.realpath(config)
+    record = _load_record(main_target)
+    files: dict[str, Any] = record.get("files", {}) if record.get("name") == name else {}
+    shown = [config, *([drop_in] if drop_in else [])]
+    shown += [f for f in files if f not in {os.path.realpath(s) for s in shown}]
+    edits = [_Edit(s) for s in shown]
+    for edit in edits:
+        if edit.old is None:
+            continue
+        entry = files.get(edit.target)
+        changes = entry["changes"] if entry else None
+        try:
+            text, notes = _engine_setup.unconfigure(engine, edit.old, name, changes)
+        except EngineConfigError as exc:
+            raise _Failure(f"{edit.shown}: {exc}; the file was left as it was") from None
+        for note in notes:
+            print(f"{_PROG}: {edit.shown}: {note}", file=sys.stderr)
+        edit.new = None if (entry and entry.get("created") and not text.strip()) else text
+    if args.dry_run:
         for edit in edits:
             if edit.changed:
-                backup = edit.commit()
-                what = "removed (configure had created it)" if edit.new is None else "updated"
-                print(f"{edit.shown}: runtime '{name}' taken out; file {what}")
-                if backup:
-                    print(f"previous file kept as {backup}")
-        if record.get("name") in (None, name):  # another name's record stays
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(record_path_for(main_target))
-    except _Failure as exc:
-        print(f"{_PROG}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"{_PROG}: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+                print(f"# {edit.shown}" + (": removed" if edit.new is None else ""))
+                sys.stdout.write(edit.new or "")
+        return 0
+    if not any(edit.changed for edit in edits):
+        print(f"{config}: runtime '{name}' is not registered; nothing changed")
+    for edit in edits:
+        if edit.changed:
+            backup = edit.commit()
+            what = "removed (configure had created it)" if edit.new is None else "updated"
+            print(f"{edit.shown}: runtime '{name}' taken out; file {what}")
+            if backup:
+                print(f"previous file kept as {backup}")
+    if record.get("name") in (None, name):  # another name's record stays
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(record_path_for(main_target))
     return 0
 
 

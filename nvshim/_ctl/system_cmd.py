@@ -13,6 +13,11 @@ import sys
 _PROG = "nvshim-ctl"
 
 
+def _driver_root_default() -> str:
+    # The variables nvidia-ctk reads for --driver-root, in its order.
+    return os.environ.get("NVIDIA_DRIVER_ROOT") or os.environ.get("DRIVER_ROOT") or "/"
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``system create-dev-char-symlinks`` and ``system create-device-nodes``."""
     system = subparsers.add_parser(
@@ -37,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     links.add_argument(
         "--driver-root",
-        default=os.environ.get("NVIDIA_DRIVER_ROOT") or os.environ.get("DRIVER_ROOT") or "/",
+        default=_driver_root_default(),
         metavar="DRIVER_ROOT",
         help="the root whose dev/ holds the NVIDIA nodes (default: /)",
     )
@@ -67,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     nodes.add_argument(
         "--root",
         "--driver-root",
-        default=os.environ.get("NVIDIA_DRIVER_ROOT") or os.environ.get("DRIVER_ROOT") or "/",
+        default=_driver_root_default(),
         help="the driver root (default: /)",
     )
     nodes.add_argument(
