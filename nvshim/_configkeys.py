@@ -31,6 +31,7 @@ NVIDIA_ONLY_KEYS = (
     "nvidia-container-cli.no-cgroups",
     "nvidia-container-cli.user",
     "nvidia-container-runtime.modes.csv.compat-container-root",
+    # Only what is ignored gets here: the jit-cdi keys nvshim reads are parsed.
     "nvidia-container-runtime.modes.jit-cdi.",
     "nvidia-container-runtime.modes.legacy.",
 )
