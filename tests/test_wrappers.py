@@ -40,7 +40,7 @@ def test_the_interpreter_line_in_each_installer_form(tmp_path: Path, form: str) 
     folder = _copy(tmp_path / "bin", form)
     result = subprocess.run(
         [str(folder / "nvshim-ctl"), "--version"],
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", "NVSHIM_CACHE_DIR": str(tmp_path / "cache")},
         capture_output=True,
         text=True,
         timeout=60,
@@ -62,7 +62,11 @@ def test_reached_through_a_link_with_no_path(tmp_path: Path) -> None:
     for name, want in (("nvshim", "nvshim version "), ("nvshim-ctl", "nvshim-ctl ")):
         result = subprocess.run(
             [str(links / name), "--version"],
-            env={"PATH": "", "NVSHIM_CONFIG": str(config)},
+            env={
+                "PATH": "",
+                "NVSHIM_CONFIG": str(config),
+                "NVSHIM_CACHE_DIR": str(tmp_path / "cache"),
+            },
             capture_output=True,
             text=True,
             timeout=60,
