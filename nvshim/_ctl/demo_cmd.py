@@ -94,30 +94,16 @@ def _find_nvshim() -> Optional[str]:
 
 def _is_static_elf(path: str) -> bool:
     """Whether ``path`` is an ELF file without an interpreter (runs in an empty rootfs)."""
+    from nvshim._ldconfig import is_static_elf
+
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(1 << 16)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
-    if data[:4] != b"\x7fELF":
-        return False
-    import struct
-
-    is64, endian = data[4] == 2, "<" if data[5] == 1 else ">"
     try:
-        if is64:
-            (phoff,) = struct.unpack_from(endian + "Q", data, 32)
-            phentsize, phnum = struct.unpack_from(endian + "HH", data, 54)
-        else:
-            (phoff,) = struct.unpack_from(endian + "I", data, 28)
-            phentsize, phnum = struct.unpack_from(endian + "HH", data, 42)
-        for i in range(phnum):
-            (p_type,) = struct.unpack_from(endian + "I", data, phoff + i * phentsize)
-            if p_type == 3:  # PT_INTERP
-                return False
-    except struct.error:
-        return False
-    return True
+        return is_static_elf(fd)
+    finally:
+        os.close(fd)
 
 
 def _find_busybox() -> Optional[str]:
