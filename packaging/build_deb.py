@@ -137,7 +137,12 @@ def build(
         venv.parent.mkdir(parents=True)
         _run(python, "-m", "venv", venv)
         vpy = venv / "bin" / "python"
-        _run(vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pip_args, wheel)
+        # With the `nvml` extra: jit-cdi (auto's mode on a GPU server) and
+        # `cdi generate` read the GPUs through NVML's Python binding.
+        _run(
+            vpy, "-m", "pip", "install", "-q", "--disable-pip-version-check", *pip_args,
+            f"{wheel}[nvml]",
+        )
         for cache in venv.rglob("__pycache__"):
             shutil.rmtree(cache)
         relocate(venv, PREFIX)

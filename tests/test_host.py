@@ -383,7 +383,7 @@ def test_nvml_without_the_binding(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert out.strip() == (
-        "NVML: the Python binding is missing: pip install 'nvshim[nvml]' (nvidia-ml-py)"
+        "NVML: the Python binding is missing: pip install 'nvshim-runtime[nvml]' (nvidia-ml-py)"
     )
 
 
