@@ -460,8 +460,12 @@ def test_race_dir_swapped_for_link_never_escapes(root_fd: int, rootfs: Path, hos
     thread.start()
     writes = 0
     try:
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
+        # At least a second of racing, and on until both sides did something
+        # (a loaded machine can starve either thread for a while): 10 s at most.
+        start = time.monotonic()
+        while time.monotonic() - start < 1.0 or (
+            (writes == 0 or swaps == 0) and time.monotonic() - start < 10.0
+        ):
             try:
                 _rootfs.write_file(root_fd, "/a/sub/f", b"x")
                 writes += 1
