@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from nvshim_cdi._record import FrozenRecord
+import attrs
 
 from nvshim.modes import AUTOMATIC_KIND
 from nvshim.modifier import ModifierError
@@ -36,7 +36,8 @@ ENV_IMEX_CHANNELS = "NVIDIA_IMEX_CHANNELS"
 _PREFIX = AUTOMATIC_KIND + "="
 
 
-class JitRequest(FrozenRecord):
+@attrs.frozen
+class JitRequest:
     """A container's request, as the jit-cdi modifier serves it.
 
     :param ids: the GPU ids asked for (``all``, indices, UUIDs, MIG ids), in
@@ -47,30 +48,11 @@ class JitRequest(FrozenRecord):
     :param request: the core's view of the request (capabilities, requirements).
     """
 
-    # A plain frozen record, not an attrs class: it is private, and attrs
-    # would build it at import on every cdi and jit-cdi create (0.7 ms).
-    _fields = ("ids", "source", "gated", "imex", "request")
-    __slots__ = _fields
     ids: tuple[str, ...]
     source: str
     gated: tuple[str, ...]
     imex: tuple[str, ...]
     request: ContainerRequest
-
-    def __init__(
-        self,
-        ids: tuple[str, ...],
-        source: str,
-        gated: tuple[str, ...],
-        imex: tuple[str, ...],
-        request: ContainerRequest,
-    ) -> None:
-        _set = object.__setattr__
-        _set(self, "ids", ids)
-        _set(self, "source", source)
-        _set(self, "gated", gated)
-        _set(self, "imex", imex)
-        _set(self, "request", request)
 
 
 def _annotation_names(spec: Spec, prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
