@@ -21,7 +21,7 @@ __all__ = ["FrozenRecord"]
 
 class FrozenRecord:
     """A subclass names its fields in ``_fields`` (in order; also its
-    ``__slots__``) and sets each once in its ``__init__``."""
+    ``__slots__`` and ``__match_args__``) and sets each once in its ``__init__``."""
 
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
