@@ -22,7 +22,7 @@ import sys
 from typing import IO, NoReturn, Optional
 
 from nvshim import _rootfs
-from nvshim._hookcmd import HookError, find_rootfs, read_state
+from nvshim._hookcmd import HookError, open_container_root
 from nvshim._log import escape_controls
 
 __all__ = ["DEFAULT_COMPAT_ROOT", "compat_folder", "main"]
@@ -109,12 +109,7 @@ def _run(args: argparse.Namespace, stdin: IO[bytes]) -> None:
     except ValueError as exc:
         where = f"--cuda-compat-container-root {args.cuda_compat_container_root!r}"
         raise HookError(where, exc) from None
-    state = read_state(stdin)
-    rootfs = find_rootfs(state["bundle"])
-    try:
-        root_fd = _rootfs.open_root(rootfs)
-    except OSError as exc:
-        raise HookError(f"rootfs {rootfs}", exc) from None
+    rootfs, root_fd = open_container_root(stdin)
     try:
         found = compat_folder(root_fd, args.cuda_compat_container_root, host_major)
         if found is None:

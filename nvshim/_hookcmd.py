@@ -182,6 +182,20 @@ def find_rootfs(bundle: str) -> str:
     return path if os.path.isabs(path) else os.path.join(bundle, path)
 
 
+def open_container_root(stdin: IO[bytes]) -> tuple[str, int]:
+    """The container's rootfs (host path) and a descriptor of it, from the hook's state.
+
+    The caller closes the descriptor.
+
+    :raises HookError: the state, config.json or the rootfs cannot be used.
+    """
+    rootfs = find_rootfs(read_state(stdin)["bundle"])
+    try:
+        return rootfs, _rootfs.open_root(rootfs)
+    except OSError as exc:
+        raise HookError(f"rootfs {rootfs}", exc) from None
+
+
 def _is_inside(path: str, rootfs: str, root_fd: int) -> bool:
     """Tell whether host path ``path`` (already resolved) lies in the rootfs.
 
@@ -350,12 +364,7 @@ def create_symlinks(root_fd: int, specs: list[str]) -> list[str]:
 
 def _run(args: argparse.Namespace, stdin: IO[bytes], warn: Callable[[str], None]) -> list[str]:
     """Run one hook; return its failure lines (``<what>: <why>``)."""
-    state = read_state(stdin)
-    rootfs = find_rootfs(state["bundle"])
-    try:
-        root_fd = _rootfs.open_root(rootfs)
-    except OSError as exc:
-        raise HookError(f"rootfs {rootfs}", exc) from None
+    rootfs, root_fd = open_container_root(stdin)
     try:
         if args.hook == "update-ldcache":
             update_ldcache(rootfs, root_fd, args.folder, args.ldconfig_path, warn)

@@ -9,7 +9,8 @@ version the driver supports) are asked of NVML in the same process.
 
 from __future__ import annotations
 
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, Optional
 
 from nvshim.inventory import GpuInfo, HostInventory, InventoryError, MigInfo
@@ -65,6 +66,38 @@ def _brand(pynvml: Any, value: int) -> str:
     return ""
 
 
+@contextmanager
+def _nvml_held(driver: Any) -> Iterator[None]:
+    """NVML initialised once around the whole build.
+
+    NVML counts its initialisations and only the first one (seconds on a host
+    without persistence mode) and the last shutdown do the work: holding one
+    here makes the nested sessions of ``generate``, ``query_gpus`` and
+    :func:`_extras` cheap.  The driver root's library is loaded first, so the
+    binding uses it.  Any problem: no hold, and the steps report it themselves.
+    """
+    held = False
+    binding: Any = None
+    try:
+        import ctypes
+
+        import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+        from nvshim.host import find_nvml_library
+
+        ctypes.CDLL(find_nvml_library(driver))
+        pynvml.nvmlInit()
+        binding, held = pynvml, True
+    except Exception:  # ImportError, HostError, OSError, NVMLError
+        held = False
+    try:
+        yield
+    finally:
+        if held:
+            with suppress(Exception):
+                binding.nvmlShutdown()
+
+
 def build_inventory(driver_root: str, dev_root: str) -> tuple[HostInventory, Optional[str]]:
     """The inventory of the host at ``driver_root``/``dev_root``, and its libcuda path.
 
@@ -74,23 +107,24 @@ def build_inventory(driver_root: str, dev_root: str) -> tuple[HostInventory, Opt
     from nvshim.host.cdi import GenerateOptions, generate
 
     driver = Driver(driver_root)
-    try:
-        libcuda: Optional[str] = driver.host_path(driver.libcuda)
-        version = driver.version
-        spec = generate(
-            GenerateOptions(
-                mode="nvml",
-                driver_root=driver_root,
-                dev_root=dev_root,
-                vendor=VENDOR,
-                device_class=DEVICE_CLASS,
+    with _nvml_held(driver):
+        try:
+            libcuda: Optional[str] = driver.host_path(driver.libcuda)
+            version = driver.version
+            spec = generate(
+                GenerateOptions(
+                    mode="nvml",
+                    driver_root=driver_root,
+                    dev_root=dev_root,
+                    vendor=VENDOR,
+                    device_class=DEVICE_CLASS,
+                )
             )
-        )
-        gpus = query_gpus(driver)
-        files = driver.files()
-    except HostError as exc:
-        raise InventoryError(str(exc)) from None
-    cuda, extras = _extras(len(gpus))
+            gpus = query_gpus(driver)
+            files = driver.files()
+        except HostError as exc:
+            raise InventoryError(str(exc)) from None
+        cuda, extras = _extras(len(gpus))
     tags: dict[str, list[str]] = {}
     for item in files:
         caps = tags.setdefault(item.path, [])

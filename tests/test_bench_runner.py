@@ -251,8 +251,12 @@ def test_hyperfine_rounds_split_the_runs(tmp_path: Path) -> None:
 @pytest.fixture
 def short_tmp() -> Iterator[Path]:
     """A temporary folder with a short name: podman refuses a runroot over 50 characters."""
-    with tempfile.TemporaryDirectory(prefix="nvb-", ignore_cleanup_errors=True) as folder:
+    # Not TemporaryDirectory(ignore_cleanup_errors=...): Python 3.9 lacks it.
+    folder = tempfile.mkdtemp(prefix="nvb-")
+    try:
         yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_podman_case_puts_each_runtime_behind_the_same_wrapper(short_tmp: Path) -> None:

@@ -84,6 +84,36 @@ def test_hook_found_in_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert looked[0] == str(tmp_path / "empty" / "nvidia-container-runtime-hook")
 
 
+def _installed_standin() -> Path:
+    """nvshim's own stand-in for NVIDIA's hook, as the wheel installs it."""
+    import sysconfig
+
+    path = Path(sysconfig.get_path("scripts")) / "nvidia-container-runtime-hook"
+    if not path.is_file():
+        pytest.skip(f"the stand-in is not installed beside this Python ({path})")
+    return path
+
+
+def test_the_stand_in_is_never_taken_for_nvidias_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dockerd's `--gpus` needs the stand-in on PATH; legacy mode must look past it.
+    standin = _installed_standin()
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "nvidia-container-runtime-hook").symlink_to(standin)
+    real = make_hook(tmp_path / "later")
+    monkeypatch.setenv("PATH", f"{first}:{tmp_path / 'later'}")
+    assert find_hook(Config())[0] == real
+
+
+def test_only_the_stand_in_refuses_a_gpu_container(tmp_path: Path) -> None:
+    standin = str(_installed_standin())
+    with pytest.raises(NvshimError) as info:
+        run_chain(minimal_spec(process={"env": GPU_ENV}), legacy_config(standin))
+    assert "asks for GPUs" in info.value.line
+
+
 def test_missing_hook_falls_back_to_default_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,14 +38,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _spec_dirs(config_path: str | None) -> tuple[str, ...] | None:
-    from nvshim.config import ConfigError, load_config
+    from nvshim._ctl import load_config_or_say_why
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        sys.stderr.write(f"nvshim-ctl: {exc}\n")
-        return None
-    return config.nvidia_container_runtime.modes.cdi.spec_dirs
+    config = load_config_or_say_why(config_path)
+    return None if config is None else config.nvidia_container_runtime.modes.cdi.spec_dirs
 
 
 def run_list(namespace: argparse.Namespace) -> int:

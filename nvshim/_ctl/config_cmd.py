@@ -128,13 +128,11 @@ def _write_toml(data: dict[str, Any], prefix: str = "") -> list[str]:
 def run_show(namespace: argparse.Namespace) -> int:
     """Print the effective configuration (defaults filled in) with its source file."""
     from nvshim._configfile import config_path
-    from nvshim.config import ConfigError, load_config
+    from nvshim._ctl import load_config_or_say_why
 
     path = namespace.config or config_path()
-    try:
-        config = load_config(namespace.config)
-    except ConfigError as exc:
-        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+    config = load_config_or_say_why(namespace.config)
+    if config is None:
         return 1
     data = effective(config)
     if namespace.json:

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add the ``hook`` command."""
     parser = subparsers.add_parser(
         "hook",
-        help="OCI hooks run by the low-level runtime (update-ldcache, create-symlinks)",
+        help="OCI hooks run by the low-level runtime (update-ldcache, create-symlinks, ...)",
         add_help=False,
     )
     parser.add_argument("rest", nargs=argparse.REMAINDER)

@@ -29,13 +29,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(namespace: argparse.Namespace) -> int:
     """Print the inventory; 1 with one line when it cannot be built."""
-    from nvshim.config import ConfigError, load_config
+    from nvshim._ctl import load_config_or_say_why
     from nvshim.inventory import InventoryError, describe, load_inventory
 
-    try:
-        config = load_config(namespace.config)
-    except ConfigError as exc:
-        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+    config = load_config_or_say_why(namespace.config)
+    if config is None:
         return 1
     root = namespace.driver_root or config.nvidia_container_cli.root or "/"
     try:

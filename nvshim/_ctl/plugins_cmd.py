@@ -34,14 +34,11 @@ def run(namespace: argparse.Namespace) -> int:
     (a broken plugin might be a policy that must not be skipped), and this
     is the command an admin runs to find out why.
     """
-    from nvshim.config import load_config
-    from nvshim.errors import NvshimError
+    from nvshim._ctl import load_config_or_say_why
     from nvshim.runtime import load_modifiers
 
-    try:
-        config = load_config(namespace.config)
-    except NvshimError as exc:
-        sys.stderr.write(f"nvshim-ctl: {exc}\n")
+    config = load_config_or_say_why(namespace.config)
+    if config is None:
         return 1
     pm, modifiers = load_modifiers(config)
     rows = []

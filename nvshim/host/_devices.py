@@ -17,7 +17,7 @@ from functools import cached_property
 import attrs
 
 from nvshim.host._errors import HostError
-from nvshim.host._paths import container_path, host_path, normalise_root
+from nvshim.rootpath import container_path, host_path, normalise_root
 
 __all__ = ["CONTROL_NODES", "DeviceNode", "Devices", "normalise_bus_id"]
 

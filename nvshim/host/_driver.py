@@ -27,7 +27,7 @@ from nvshim.host._ldcache import (
     read_ldcache,
     search_folders,
 )
-from nvshim.host._paths import container_path, host_path, normalise_root, resolve_in_root
+from nvshim.rootpath import container_path, host_path, normalise_root, resolve_in_root
 
 __all__ = [
     "CAPABILITIES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from nvshim.host._paths import host_path, normalise_root
+from nvshim.rootpath import host_path, normalise_root
 
 __all__ = ["is_tegra"]
 

@@ -159,7 +159,6 @@ def nvshim_modifiers() -> list[Modifier]:
         Modifier(
             NAME,
             modify,
-            order=50,
             description="inject the devices of CDI specs (mode cdi; CDI names in jit-cdi)",
             modes=("cdi", "jit-cdi"),
         )

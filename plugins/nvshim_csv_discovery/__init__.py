@@ -41,7 +41,6 @@ def nvshim_modifiers() -> list[Modifier]:
         Modifier(
             NAME,
             add_csv_devices,
-            order=50,
             description="csv mode: devices, libraries and links listed in the host's CSV files",
             modes=("csv",),
         )

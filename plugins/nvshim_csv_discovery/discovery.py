@@ -23,6 +23,7 @@ from typing import Callable
 import attrs
 
 from nvshim.records import Device, Mount
+from nvshim.rootpath import MAX_LINKS, host_path, normalise_root, resolve_in_root
 from nvshim_csv_discovery.csvfiles import MountSpec
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
 #: Mount options of a bind-mounted file; folders get ``rbind`` instead of ``bind``.
 FILE_MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
 DIR_MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "rbind")
-#: Links followed for one path before giving up (Linux's own limit).
-MAX_LINKS = 40
 
 Warn = Callable[[str], None]
 
@@ -60,74 +59,6 @@ class Discovery:
     mounts: tuple[Mount, ...] = ()
     links: tuple[tuple[str, str], ...] = ()
     ldcache_folders: tuple[str, ...] = ()
-
-
-def _root(root: str) -> str:
-    return "/" if not root or root.rstrip("/") == "" else os.path.abspath(root)
-
-
-def host_path(root: str, path: str) -> str:
-    """The host path of container path ``path`` under the driver ``root``."""
-    return path if root == "/" else root.rstrip("/") + path
-
-
-def resolve_in_root(
-    root: str,
-    path: str,
-    *,
-    follow_last: bool = True,
-    cache: dict[str, str | None] | None = None,
-) -> str:
-    """Resolve the symbolic links of ``path`` inside ``root``; return a container path.
-
-    ``root`` is treated as ``/``: absolute link targets start again at it and
-    ``..`` never climbs above it.  Missing components are kept as written.
-    ``follow_last=False`` leaves a link in the last component unresolved.
-    ``cache`` (host path to link text, or None for a non-link) saves the
-    ``lstat`` calls of folders that many entries share.
-
-    :raises OSError: ``ELOOP`` after :data:`MAX_LINKS` links.
-    """
-    pending = [p for p in reversed(path.split("/")) if p]
-    resolved: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = [*resolved, part]
-        if not pending and not follow_last:
-            resolved = candidate
-            break
-        current = host_path(root, "/" + "/".join(candidate))
-        if cache is not None and current in cache:
-            target = cache[current]
-        else:
-            target = _link_text(current)
-            if cache is not None:
-                cache[current] = target
-        if target is None:
-            resolved = candidate
-            continue
-        links += 1
-        if links > MAX_LINKS:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-        if target.startswith("/"):
-            resolved = []
-        pending.extend(p for p in reversed(target.split("/")) if p)
-    return "/" + "/".join(resolved)
-
-
-def _link_text(path: str) -> str | None:
-    """The text of the link at ``path``; None when it is not a link (or is missing)."""
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
 
 
 def is_library(path: str) -> bool:
@@ -255,7 +186,7 @@ def discover(entries: Iterable[MountSpec], root: str, warn: Warn) -> Discovery:
     ``file:line``.  Devices come first in entry order, then mounts and links
     in entry order; duplicates keep their first place.
     """
-    collector = _Collector(_root(root), warn)
+    collector = _Collector(normalise_root(root), warn)
     for entry in entries:
         for path in collector.expand(entry):
             if entry.type == "dev":

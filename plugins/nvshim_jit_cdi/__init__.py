@@ -31,7 +31,11 @@ NAME = "jit-cdi"
 
 
 def modify(spec: Spec, context: ModifierContext) -> None:
-    """Inject the GPUs the container asks for, generated from the host inventory."""
+    """Inject the GPUs the container asks for, generated from the host inventory.
+
+    The core runs it in modes ``jit-cdi`` and ``cdi`` (where only devices
+    named explicitly are generated).
+    """
     from nvshim_jit_cdi._inject import inject_request
     from nvshim_jit_cdi._request import read_jit_request
 
@@ -49,7 +53,6 @@ def nvshim_modifiers() -> list[Modifier]:
         Modifier(
             NAME,
             modify,
-            order=50,
             description="inject GPUs through CDI specs generated just in time (mode jit-cdi)",
             modes=("jit-cdi", "cdi"),
         )

@@ -22,7 +22,6 @@ def nvshim_modifiers() -> list[Modifier]:
         Modifier(
             NAME,
             add_legacy_hook,
-            order=50,
             description="legacy mode: add NVIDIA's nvidia-container-runtime-hook"
             " as a prestart hook",
             modes=("legacy",),

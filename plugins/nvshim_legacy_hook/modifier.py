@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 from nvshim.lookup import is_executable
 from nvshim.modifier import ModifierError
-from nvshim.nvidia import HOOK_ENV, NVIDIA_HOOK_BASENAMES, NVIDIA_HOOK_NAME, is_nvidia_hook
+from nvshim.nvidia import (
+    HOOK_ENV,
+    NVIDIA_HOOK_BASENAMES,
+    NVIDIA_HOOK_NAME,
+    is_nvidia_hook,
+    is_standin_hook,
+)
 from nvshim.records import Hook
 
 if TYPE_CHECKING:
@@ -48,9 +54,10 @@ def find_hook(config: Config) -> tuple[str, list[str]]:
     if configured and "/" in configured:
         return configured, [configured]
     # NVIDIA's own config.toml names the hook by its bare name: look it up.
+    # nvshim's own stand-in (there for dockerd's `--gpus`) is not NVIDIA's hook.
     candidates = search_path(configured or HOOK_NAME)
     for path in candidates:
-        if is_executable(path):
+        if is_executable(path) and not is_standin_hook(path):
             return os.path.abspath(path), candidates
     if DEFAULT_HOOK_PATH not in candidates:
         candidates.append(DEFAULT_HOOK_PATH)
@@ -80,7 +87,7 @@ def add_legacy_hook(spec: Spec, context: ModifierContext) -> None:
         context.logger.debug("%s: prestart hook %s already present", NAME, present[0])
         return
     path, looked = find_hook(context.config)
-    if not is_executable(path):
+    if not is_executable(path) or is_standin_hook(path):
         where = ", ".join(looked)
         if _asks_for_gpus(spec, context):
             raise ModifierError(

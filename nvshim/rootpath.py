@@ -1,13 +1,19 @@
-"""Paths under a root folder (a driver root or a device root) seen as ``/``."""
+"""Paths under a root folder (a driver root, a device root) seen as ``/`` (public API).
+
+Shared by host discovery (:mod:`nvshim.host`) and the ``csv-discovery``
+modifier: a root's links never lead out of it.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+from typing import Optional
 
-__all__ = ["container_path", "host_path", "normalise_root", "resolve_in_root"]
+__all__ = ["MAX_LINKS", "container_path", "host_path", "normalise_root", "resolve_in_root"]
 
-_MAX_LINKS = 40
+#: Links followed for one path before giving up (Linux's own limit).
+MAX_LINKS = 40
 
 
 def normalise_root(root: str) -> str:
@@ -29,7 +35,13 @@ def container_path(root: str, path: str) -> str:
     return "/" + path[len(root) :].lstrip("/")
 
 
-def resolve_in_root(root: str, path: str) -> str:
+def resolve_in_root(
+    root: str,
+    path: str,
+    *,
+    follow_last: bool = True,
+    cache: Optional[dict[str, Optional[str]]] = None,
+) -> str:
     """Resolve the symbolic links of ``path`` with ``root`` taken as ``/``.
 
     Absolute link targets start again at ``root`` and ``..`` never climbs
@@ -37,7 +49,10 @@ def resolve_in_root(root: str, path: str) -> str:
     Missing components are kept as written.  Returns the path as seen from
     ``root``.
 
-    :raises OSError: ``ELOOP`` after 40 links.
+    :param follow_last: False leaves a link in the last component unresolved.
+    :param cache: host path to link text (None for a non-link), filled as it
+        goes: saves the ``lstat`` calls of folders that many paths share.
+    :raises OSError: ``ELOOP`` after :data:`MAX_LINKS` links.
     """
     pending = [p for p in reversed(path.split("/")) if p]
     resolved: list[str] = []
@@ -51,15 +66,31 @@ def resolve_in_root(root: str, path: str) -> str:
                 resolved.pop()
             continue
         candidate = [*resolved, part]
-        try:
-            target = os.readlink(host_path(root, "/" + "/".join(candidate)))
-        except OSError:
+        if not pending and not follow_last:
+            resolved = candidate
+            break
+        current = host_path(root, "/" + "/".join(candidate))
+        if cache is not None and current in cache:
+            target = cache[current]
+        else:
+            target = _link_text(current)
+            if cache is not None:
+                cache[current] = target
+        if target is None:
             resolved = candidate
             continue
         links += 1
-        if links > _MAX_LINKS:
+        if links > MAX_LINKS:
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
         if target.startswith("/"):
             resolved = []
         pending.extend(p for p in reversed(target.split("/")) if p)
     return "/" + "/".join(resolved)
+
+
+def _link_text(path: str) -> Optional[str]:
+    """The text of the link at ``path``; None when it is not a link (or is missing)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
