@@ -62,7 +62,13 @@ def test_reached_through_a_link_with_no_path(tmp_path: Path) -> None:
     for name, want in (("nvshim", "nvshim version "), ("nvshim-ctl", "nvshim-ctl ")):
         result = subprocess.run(
             [str(links / name), "--version"],
-            env={"PATH": "", "NVSHIM_CONFIG": str(config)},
+            # The test's cache folder: `nvshim --version` loads the plugins,
+            # which writes the entry-point cache (never the host's).
+            env={
+                "PATH": "",
+                "NVSHIM_CONFIG": str(config),
+                "NVSHIM_CACHE_DIR": os.environ["NVSHIM_CACHE_DIR"],
+            },
             capture_output=True,
             text=True,
             timeout=60,
