@@ -275,9 +275,7 @@ def _converter() -> "cattrs.Converter":
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
         overrides: dict[str, Any] = {
-            f.name: override(rename=toml_name(f.name))
-            for f in attrs.fields(cls)
-            if "_" in f.name
+            f.name: override(rename=toml_name(f.name)) for f in attrs.fields(cls) if "_" in f.name
         }
         overrides["source"] = override(omit=True)
         overrides["ignored_keys"] = override(omit=True)
@@ -432,9 +430,7 @@ def _structure_with_cattrs(data: Mapping[str, Any], source: str) -> Config:
     return config
 
 
-def load_config(
-    path: "str | None" = None, environ: "Mapping[str, str] | None" = None
-) -> "Config":
+def load_config(path: "str | None" = None, environ: "Mapping[str, str] | None" = None) -> "Config":
     """Load the configuration from ``path`` (default: see :func:`config_path`).
 
     A missing file gives the defaults, except one that ``$NVSHIM_CONFIG``
