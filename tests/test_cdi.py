@@ -794,6 +794,7 @@ def test_spec_part_records_behave_as_frozen_attrs_records() -> None:
     """DeviceNode & co. are plain FrozenRecords (cheaper to import) that behave as attrs.frozen."""
     import copy
     import pickle
+    import weakref
 
     import attrs
     from nvshim_cdi._spec import CdiDevice, CdiHook, ContainerEdits, DeviceNode
@@ -811,5 +812,6 @@ def test_spec_part_records_behave_as_frozen_attrs_records() -> None:
     assert device.annotations == {}
     assert pickle.loads(pickle.dumps(device)) == device
     assert copy.deepcopy(device) == device
+    assert weakref.ref(node)() is node
     # Positional patterns (match statements, Python 3.10+) see the fields in order.
     assert DeviceNode.__match_args__[:3] == ("path", "host_path", "type")

@@ -23,7 +23,8 @@ class FrozenRecord:
     """A subclass names its fields in ``_fields`` (in order; also its
     ``__slots__`` and ``__match_args__``) and sets each once in its ``__init__``."""
 
-    __slots__ = ()
+    # attrs' slotted classes can be weakly referenced: so can these.
+    __slots__ = ("__weakref__",)
     _fields: ClassVar[tuple[str, ...]] = ()
 
     def _values(self) -> tuple[Any, ...]:
