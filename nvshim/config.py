@@ -8,8 +8,11 @@ unknown key in ``[nvshim]`` or a value of the wrong type is a
 :class:`ConfigError` naming the file, the key and what was expected.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here, on purpose: the config
+# classes' field types are needed as objects on every create (the quick
+# structuring plan, cattrs), and annotations written as strings would be
+# resolved with typing.get_type_hints, which compiles each one (about 2 ms of
+# every create).  Annotations that cannot be evaluated on Python 3.9 are quoted.
 import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -154,7 +157,7 @@ class NvshimConfig:
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     @modifier_timeout.validator
-    def _check_timeout(self, _attribute: attrs.Attribute[float], value: float) -> None:
+    def _check_timeout(self, _attribute: "attrs.Attribute[float]", value: float) -> None:
         # nan and -1 used to turn the limit off, inf to fail every create.
         if not (isinstance(value, (int, float)) and 0 <= value < float("inf")):
             raise ValueError(
@@ -252,7 +255,7 @@ def _tables(value: Any, _cls: type) -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
-def _converter() -> cattrs.Converter:
+def _converter() -> "cattrs.Converter":
     """The private, strict converter for config classes."""
     import cattrs
     from cattrs.gen import make_dict_structure_fn, override
@@ -272,9 +275,7 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tables_type, _tables)
     for cls in _NESTED:
         overrides: dict[str, Any] = {
-            f.name: override(rename=toml_name(f.name))
-            for f in attrs.fields(cls)
-            if "_" in f.name
+            f.name: override(rename=toml_name(f.name)) for f in attrs.fields(cls) if "_" in f.name
         }
         overrides["source"] = override(omit=True)
         overrides["ignored_keys"] = override(omit=True)
@@ -364,7 +365,7 @@ def _quick_structure(
     return structure(cls, data, _plan(cls, omit), strict=strict(cls), nested=nested)
 
 
-def _quick_config(data: Mapping[str, Any]) -> Config | None:
+def _quick_config(data: Mapping[str, Any]) -> "Config | None":
     """The :class:`Config` for ``data`` without cattrs, or None to leave it to cattrs."""
     nvshim_table: Any = data.get("nvshim")
     plugins_table = nvshim_table.get("plugins") if isinstance(nvshim_table, dict) else None
@@ -429,7 +430,7 @@ def _structure_with_cattrs(data: Mapping[str, Any], source: str) -> Config:
     return config
 
 
-def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: "str | None" = None, environ: "Mapping[str, str] | None" = None) -> "Config":
     """Load the configuration from ``path`` (default: see :func:`config_path`).
 
     A missing file gives the defaults, except one that ``$NVSHIM_CONFIG``
@@ -445,13 +446,13 @@ def load_config(path: str | None = None, environ: Mapping[str, str] | None = Non
     return structure_config(raw, name)
 
 
-def _named_by_nvshim_config(name: str, environ: Mapping[str, str] | None) -> bool:
+def _named_by_nvshim_config(name: str, environ: "Mapping[str, str] | None") -> bool:
     import os
 
     return (os.environ if environ is None else environ).get("NVSHIM_CONFIG") == name
 
 
-def plugin_options(config: Config, name: str, config_class: type | None) -> Any:
+def plugin_options(config: "Config", name: str, config_class: "type | None") -> Any:
     """The ``[nvshim.plugins.<name>]`` table, structured into ``config_class`` if given."""
     table = config.nvshim.plugins.get(name, {})
     if config_class is None:

@@ -354,7 +354,7 @@ class Spec:
     :meth:`save` or get the JSON object with :meth:`to_dict`.
     """
 
-    __slots__ = ("_data", "_on_raw", "_raw_out", "_recorder")
+    __slots__ = ("_data", "_mount_index", "_on_raw", "_raw_out", "_recorder")
 
     def __init__(self, data: dict[str, Any]) -> None:
         """Wrap ``data`` (which the Spec then owns; use :meth:`from_dict` to copy)."""
@@ -365,6 +365,10 @@ class Spec:
         # Whether :attr:`raw` ever handed the live data out: until then, the
         # methods (all recorded) are the only way to change it.
         self._raw_out = False
+        # add_mount's index of mount destinations: (the mounts list, the
+        # position of the first entry at each destination, the list's length).
+        # Used only while the data was never handed out (see _destinations).
+        self._mount_index: tuple[list[Any], dict[Any, int], int] | None = None
 
     # -- loading and saving ------------------------------------------------
 
@@ -553,13 +557,11 @@ class Spec:
             raise TypeError(f"add_mount() takes a Mount, not {type(mount).__name__}")
         mounts: list[dict[str, Any]] = self._section("mounts", default=list)
         entry = to_json(mount)
-        # A list of keys, then a search in C: csv mode adds hundreds of mounts,
-        # and a Python loop over the list for each was most of its create.
-        destinations = [m.get("destination") for m in mounts]
+        index = self._destinations(mounts)
         wanted = mount.destination.rstrip("/")
         for same in (wanted, wanted + "/"):
-            if same in destinations:
-                existing = mounts[destinations.index(same)]
+            if same in index:
+                existing = mounts[index[same]]
                 kind = existing.get("type")
                 # The very same mount again changes nothing: that is allowed.
                 if (
@@ -570,15 +572,43 @@ class Spec:
                     raise ValueError(
                         f"mount at {mount.destination} would replace the engine's {kind} mount"
                     )
-        if mount.destination in destinations:
-            i = destinations.index(mount.destination)
+        if mount.destination in index:
+            i = index[mount.destination]
             existing = mounts[i]
             if existing != entry and not _same_record(Mount, existing, mount):
                 mounts[i] = entry
                 self._record("mount", mount.destination, "replace", existing, entry)
             return
         mounts.append(entry)
+        index[mount.destination] = len(mounts) - 1
+        self._mount_index = (mounts, index, len(mounts))
         self._record("mount", mount.destination, "add", None, entry)
+
+    def _destinations(self, mounts: list[dict[str, Any]]) -> dict[Any, int]:
+        """The position of the first mount at each destination of ``mounts``.
+
+        csv mode adds hundreds of mounts; a scan of the list for each was most
+        of its create.  The index is kept from one add_mount to the next while
+        no one else can have changed the list: the data was never handed out
+        through :attr:`raw` (nvshim's methods are then the only writers, and
+        remove_mount drops the index), it is the same list and of the same
+        length.  Otherwise it is built again (one pass).
+        """
+        cached = self._mount_index
+        if (
+            cached is not None
+            and not self._raw_out
+            and cached[0] is mounts
+            and cached[2] == len(mounts)
+        ):
+            return cached[1]
+        index: dict[Any, int] = {}
+        for i, m in enumerate(mounts):
+            key = m.get("destination")
+            if isinstance(key, str):  # a malformed entry's key cannot match a str
+                index.setdefault(key, i)
+        self._mount_index = (mounts, index, len(mounts))
+        return index
 
     def remove_mount(self, destination: str) -> bool:
         """Remove the mounts at ``destination``; return whether one was there."""
@@ -590,6 +620,7 @@ class Spec:
             return False
         removed = [m for m in mounts if m.get("destination") == destination]
         mounts[:] = kept
+        self._mount_index = None
         self._record("mount", destination, "remove", removed[0], None)
         return True
 

@@ -776,3 +776,30 @@ def test_spec_files_are_not_found_through_hidden_names(tmp_path: Path) -> None:
     registry = Registry.load([str(folder)])
     assert registry.devices == {}
     assert registry.errors == []
+
+
+def test_spec_part_records_behave_as_frozen_attrs_records() -> None:
+    """DeviceNode & co. are plain FrozenRecords (cheaper to import) that behave as attrs.frozen."""
+    import copy
+    import pickle
+    import weakref
+
+    import attrs
+    from nvshim_cdi._spec import CdiDevice, CdiHook, ContainerEdits, DeviceNode
+
+    node = DeviceNode("/dev/nvidia0", major=195, minor=0)
+    assert node == DeviceNode("/dev/nvidia0", None, None, 195, 0)
+    assert node != DeviceNode("/dev/nvidia1", major=195, minor=1)
+    assert hash(node) == hash(DeviceNode("/dev/nvidia0", major=195, minor=0))
+    assert repr(CdiHook("createContainer", "/bin/h")) == (
+        "CdiHook(hook_name='createContainer', path='/bin/h', args=(), env=None, timeout=None)"
+    )
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        node.path = "/dev/other"  # type: ignore[misc]
+    device = CdiDevice("0", ContainerEdits(device_nodes=(node,)))
+    assert device.annotations == {}
+    assert pickle.loads(pickle.dumps(device)) == device
+    assert copy.deepcopy(device) == device
+    assert weakref.ref(node)() is node
+    # Positional patterns (match statements, Python 3.10+) see the fields in order.
+    assert DeviceNode.__match_args__[:3] == ("path", "host_path", "type")

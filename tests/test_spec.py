@@ -322,3 +322,27 @@ def test_privileged_has_one_answer(capabilities: Any, privileged: bool) -> None:
     except SpecError:
         return  # a shape Spec refuses (a flat list, a string): read only as a request
     assert spec.privileged is privileged
+
+
+def test_add_mount_index_follows_every_change() -> None:
+    """add_mount keeps an index of destinations; changes through raw or remove_mount are seen."""
+    spec = Spec.from_dict(minimal_spec())
+    spec.raw.pop("mounts", None)
+    fresh = Spec.from_dict(spec.to_dict())  # data never handed out: the index is kept
+    for i in range(3):
+        fresh.add_mount(Mount(destination=f"/m{i}", source=f"/h{i}", options=("bind",)))
+    fresh.add_mount(Mount(destination="/m1", source="/other", options=("bind",)))
+    assert [m.source for m in fresh.mounts()] == ["/h0", "/other", "/h2"]
+    assert fresh.remove_mount("/m0")
+    fresh.add_mount(Mount(destination="/m2", source="/again", options=("bind",)))
+    assert [(m.destination, m.source) for m in fresh.mounts()] == [
+        ("/m1", "/other"),
+        ("/m2", "/again"),
+    ]
+    # Changed in place through raw: the next add_mount replaces the renamed entry.
+    fresh.raw["mounts"][0]["destination"] = "/renamed"
+    fresh.add_mount(Mount(destination="/renamed", source="/new", options=("bind",)))
+    assert [(m.destination, m.source) for m in fresh.mounts()] == [
+        ("/renamed", "/new"),
+        ("/m2", "/again"),
+    ]

@@ -31,6 +31,7 @@ import attrs
 from nvshim.records import HOOK_STAGES, check_container_path
 from nvshim.requests import is_cdi_name
 from nvshim.spec import json_type_name
+from nvshim_cdi._record import FrozenRecord
 
 if TYPE_CHECKING:
     from nvshim_cdi._cache import SpecCache
@@ -82,77 +83,188 @@ def _version_key(version: str) -> int:
     return SUPPORTED_VERSIONS.index(version)
 
 
-@attrs.frozen
-class DeviceNode:
+# The records of a spec's parts are plain frozen classes (FrozenRecord), not
+# attrs classes: they are private to the plugin, and attrs would build them at
+# import on every cdi and jit-cdi create (about 2.5 ms for the five).
+_set = object.__setattr__
+
+
+class DeviceNode(FrozenRecord):
     """A ``deviceNodes`` entry (CDI field names in the comments)."""
 
+    _fields = (
+        "path",
+        "host_path",
+        "type",
+        "major",
+        "minor",
+        "file_mode",
+        "permissions",
+        "uid",
+        "gid",
+    )
+    __slots__ = _fields
+    __match_args__ = _fields
     path: str
-    host_path: Optional[str] = None  # hostPath (0.5.0)
-    type: Optional[str] = None
-    major: Optional[int] = None
-    minor: Optional[int] = None
-    file_mode: Optional[int] = None  # fileMode
-    permissions: Optional[str] = None  # cgroup access, default rwm
-    uid: Optional[int] = None
-    gid: Optional[int] = None
+    host_path: Optional[str]  # hostPath (0.5.0)
+    type: Optional[str]
+    major: Optional[int]
+    minor: Optional[int]
+    file_mode: Optional[int]  # fileMode
+    permissions: Optional[str]  # cgroup access, default rwm
+    uid: Optional[int]
+    gid: Optional[int]
+
+    def __init__(
+        self,
+        path: str,
+        host_path: Optional[str] = None,
+        type: Optional[str] = None,
+        major: Optional[int] = None,
+        minor: Optional[int] = None,
+        file_mode: Optional[int] = None,
+        permissions: Optional[str] = None,
+        uid: Optional[int] = None,
+        gid: Optional[int] = None,
+    ) -> None:
+        _set(self, "path", path)
+        _set(self, "host_path", host_path)
+        _set(self, "type", type)
+        _set(self, "major", major)
+        _set(self, "minor", minor)
+        _set(self, "file_mode", file_mode)
+        _set(self, "permissions", permissions)
+        _set(self, "uid", uid)
+        _set(self, "gid", gid)
 
 
-@attrs.frozen
-class CdiMount:
+class CdiMount(FrozenRecord):
     """A ``mounts`` entry."""
 
+    _fields = ("host_path", "container_path", "options", "type")
+    __slots__ = _fields
+    __match_args__ = _fields
     host_path: str  # hostPath
     container_path: str  # containerPath
-    options: tuple[str, ...] = ()
-    type: Optional[str] = None  # 0.4.0
+    options: tuple[str, ...]
+    type: Optional[str]  # 0.4.0
+
+    def __init__(
+        self,
+        host_path: str,
+        container_path: str,
+        options: tuple[str, ...] = (),
+        type: Optional[str] = None,
+    ) -> None:
+        _set(self, "host_path", host_path)
+        _set(self, "container_path", container_path)
+        _set(self, "options", options)
+        _set(self, "type", type)
 
 
-@attrs.frozen
-class CdiHook:
+class CdiHook(FrozenRecord):
     """A ``hooks`` entry; ``hook_name`` is one of the OCI hook stages."""
 
+    _fields = ("hook_name", "path", "args", "env", "timeout")
+    __slots__ = _fields
+    __match_args__ = _fields
     hook_name: str  # hookName
     path: str
-    args: tuple[str, ...] = ()
+    args: tuple[str, ...]
     #: None when the spec gives no ``env`` (the hook then gets a host PATH
     #: only); ``()`` for ``"env": []``.
-    env: Optional[tuple[str, ...]] = None
-    timeout: Optional[int] = None
+    env: Optional[tuple[str, ...]]
+    timeout: Optional[int]
+
+    def __init__(
+        self,
+        hook_name: str,
+        path: str,
+        args: tuple[str, ...] = (),
+        env: Optional[tuple[str, ...]] = None,
+        timeout: Optional[int] = None,
+    ) -> None:
+        _set(self, "hook_name", hook_name)
+        _set(self, "path", path)
+        _set(self, "args", args)
+        _set(self, "env", env)
+        _set(self, "timeout", timeout)
 
 
-@attrs.frozen
-class ContainerEdits:
+class ContainerEdits(FrozenRecord):
     """The ``containerEdits`` of a spec or of one device."""
 
-    env: tuple[str, ...] = ()
-    device_nodes: tuple[DeviceNode, ...] = ()
-    mounts: tuple[CdiMount, ...] = ()
-    hooks: tuple[CdiHook, ...] = ()
-    additional_gids: tuple[int, ...] = ()  # additionalGids (0.7.0)
+    _fields = (
+        "env",
+        "device_nodes",
+        "mounts",
+        "hooks",
+        "additional_gids",
+        "intel_rdt",
+        "net_devices",
+    )
+    __slots__ = _fields
+    __match_args__ = _fields
+    env: tuple[str, ...]
+    device_nodes: tuple[DeviceNode, ...]
+    mounts: tuple[CdiMount, ...]
+    hooks: tuple[CdiHook, ...]
+    additional_gids: tuple[int, ...]  # additionalGids (0.7.0)
     #: ``intelRdt`` (0.7.0) as written, already checked.
-    intel_rdt: Optional[Mapping[str, Any]] = None
+    intel_rdt: Optional[Mapping[str, Any]]
     #: ``netDevices`` (1.1.0) as (hostInterfaceName, name) pairs.
-    net_devices: tuple[tuple[str, str], ...] = ()
+    net_devices: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        env: tuple[str, ...] = (),
+        device_nodes: tuple[DeviceNode, ...] = (),
+        mounts: tuple[CdiMount, ...] = (),
+        hooks: tuple[CdiHook, ...] = (),
+        additional_gids: tuple[int, ...] = (),
+        intel_rdt: Optional[Mapping[str, Any]] = None,
+        net_devices: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        _set(self, "env", env)
+        _set(self, "device_nodes", device_nodes)
+        _set(self, "mounts", mounts)
+        _set(self, "hooks", hooks)
+        _set(self, "additional_gids", additional_gids)
+        _set(self, "intel_rdt", intel_rdt)
+        _set(self, "net_devices", net_devices)
 
 
-@attrs.frozen
-class CdiDevice:
+class CdiDevice(FrozenRecord):
     """One ``devices`` entry."""
 
+    _fields = ("name", "edits", "annotations")
+    __slots__ = _fields
+    __match_args__ = _fields
     name: str
     edits: ContainerEdits
-    annotations: Mapping[str, str] = attrs.field(factory=dict)
+    annotations: Mapping[str, str]
+
+    def __init__(
+        self, name: str, edits: ContainerEdits, annotations: Optional[Mapping[str, str]] = None
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "edits", edits)
+        _set(self, "annotations", {} if annotations is None else annotations)
+
+
+#: The default of ``CdiSpec.edits`` (one shared, immutable value).
+_NO_EDITS = ContainerEdits()
 
 
 @attrs.frozen
 class CdiSpec:
-    """A parsed CDI spec file."""
+    """A parsed CDI spec file (an attrs class: part of the plugin's public API)."""
 
     path: str
     version: str
     kind: str
     devices: tuple[CdiDevice, ...]
-    edits: ContainerEdits = ContainerEdits()
+    edits: ContainerEdits = _NO_EDITS
     annotations: Mapping[str, str] = attrs.field(factory=dict)
 
     def qualified_name(self, device: CdiDevice) -> str:

@@ -14,7 +14,7 @@ container's reaches them.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from nvshim.lookup import find_executable, is_executable
@@ -46,19 +46,20 @@ class HookNotFound(Exception):
     """No hook executable could be found; the message says where nvshim looked."""
 
 
-def _candidates() -> list[str]:
+def _candidates() -> Iterator[str]:
     import sys
 
     # Next to the interpreter first: a venv's bin folder holds both, and its
     # python may be a link, so the unresolved path is the one to use.
-    found = [os.path.join(os.path.dirname(os.path.abspath(sys.executable)), CTL_NAME)]
+    yield os.path.join(os.path.dirname(os.path.abspath(sys.executable)), CTL_NAME)
+    # Only when that one is missing: importing sysconfig costs about 1 ms of a
+    # csv create, and nvshim-ctl is nearly always beside the interpreter.
     import sysconfig
 
-    found.append(os.path.join(sysconfig.get_path("scripts"), CTL_NAME))
+    yield os.path.join(sysconfig.get_path("scripts"), CTL_NAME)
     from nvshim.lookup import search_path
 
-    found.extend(search_path(CTL_NAME))
-    return list(dict.fromkeys(found))
+    yield from search_path(CTL_NAME)
 
 
 def find_nvshim_ctl() -> str:
@@ -69,11 +70,14 @@ def find_nvshim_ctl() -> str:
 
     :raises HookNotFound: naming every place looked at.
     """
-    candidates = _candidates()
-    for path in candidates:
+    looked: list[str] = []
+    for path in _candidates():
+        if path in looked:
+            continue
         if is_executable(path):
             return path
-    raise HookNotFound(f"{CTL_NAME} not found (looked at: {', '.join(candidates)})")
+        looked.append(path)
+    raise HookNotFound(f"{CTL_NAME} not found (looked at: {', '.join(looked)})")
 
 
 def find_hook_executable(config: Config) -> str:
