@@ -102,7 +102,8 @@ def _binding() -> Any:
         import pynvml  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         raise NvmlError(
-            "NVML", "the Python binding is missing: pip install 'nvshim-runtime[nvml]' (nvidia-ml-py)"
+            "NVML",
+            "the Python binding is missing: pip install 'nvshim-runtime[nvml]' (nvidia-ml-py)",
         ) from None
     return pynvml
 
