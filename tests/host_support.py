@@ -236,6 +236,16 @@ def build_simulated_host(root: Path, inventory_path: Path = DGXA100) -> Simulate
     return host
 
 
+def generate_spec_file(nvshim_ctl: str, driver_root: Path, output: Path) -> Path:
+    """``nvshim-ctl cdi generate`` for ``driver_root`` into ``output`` (extension: format)."""
+    subprocess.run(
+        [nvshim_ctl, "cdi", "generate", "--driver-root", str(driver_root), "--output", str(output)],
+        check=True,
+        capture_output=True,
+    )
+    return output
+
+
 def names(spec: dict[str, Any]) -> list[str]:
     """The device names of a generated spec, in order."""
     return [d["name"] for d in spec["devices"]]

@@ -13,7 +13,6 @@ must be there, and the other GPUs must not.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import host_support
@@ -48,19 +47,7 @@ def test_container_gets_gpu_0(
     host = simulated_host
     spec_dir = tmp_path / "cdi"
     spec_dir.mkdir()
-    subprocess.run(
-        [
-            nvshim_ctl,
-            "cdi",
-            "generate",
-            "--driver-root",
-            str(host.root),
-            "--output",
-            str(spec_dir / "nvidia.yaml"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    host_support.generate_spec_file(nvshim_ctl, host.root, spec_dir / "nvidia.yaml")
     config = tmp_path / "config.toml"
     config.write_text(
         "[nvidia-container-runtime]\n"

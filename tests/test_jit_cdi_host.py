@@ -308,19 +308,7 @@ def test_same_config_as_cdi_mode_with_a_generated_file(
 ) -> None:
     spec_dir = tmp_path / "cdi"
     spec_dir.mkdir()
-    subprocess.run(
-        [
-            nvshim_ctl,
-            "cdi",
-            "generate",
-            "--driver-root",
-            str(sim.root),
-            "--output",
-            str(spec_dir / "nvidia.json"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    host_support.generate_spec_file(nvshim_ctl, sim.root, spec_dir / "nvidia.json")
     results = {}
     for mode in ("jit-cdi", "cdi"):
         config = tmp_path / f"{mode}.toml"
